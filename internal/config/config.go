@@ -75,7 +75,7 @@ func Register(fs *flag.FlagSet, scope Scope) *Config {
 	}
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "address the HTTP API and canvas listen on (host:port)")
 	fs.StringVar(&c.RedisURL, "redis-url", "", "Redis URL (redis://host:6379/0) used as the event relay between replicas instead of PostgreSQL LISTEN/NOTIFY")
-	fs.StringVar(&c.AdminToken, "admin-token", "", "ensure an admin token with this value exists (at least 16 characters); without it a 'bootstrap' token is created on first start and printed once")
+	fs.StringVar(&c.AdminToken, "admin-token", "", "admin bearer token (at least 16 characters) for the admin routes (/admin/*, /metrics); compared in constant time. Without it the admin routes refuse every request")
 	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma-separated extra origins (scheme://host[:port]) allowed to make cookie-authenticated writes and WebSocket upgrades, besides the server's own")
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For is believed for the client IP")
 	fs.BoolVar(&c.AllowPrivateAgents, "allow-private-agents", false, "allow agent URLs on loopback, private, link-local and other non-public addresses (for local development and tests)")
@@ -83,7 +83,7 @@ func Register(fs *flag.FlagSet, scope Scope) *Config {
 	fs.DurationVar(&c.Retention, "retention", 7*24*time.Hour, "activity and events older than this are pruned")
 	fs.IntVar(&c.RunHistory, "run-history", 1000, "schedule runs kept per schedule (newest first)")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long in-flight requests and runs may take to finish before the process exits")
-	fs.StringVar(&c.secretKey, "secret-key", "", "32-byte key, hex or base64, that encrypts channel secrets; required with --database-url (every replica needs the same key), generated into the data dir on SQLite")
+	fs.StringVar(&c.secretKey, "secret-key", "", "32-byte key, hex or base64, that encrypts chat-channel secrets at rest; required with --database-url so that every replica uses the same key")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "optional separate address (host:port) serving /metrics without authentication, e.g. for a Prometheus scraper on a private network")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest accepted request body in bytes (larger → 413)")
 	return c

@@ -67,7 +67,7 @@ func (s *Supervisor) Run(ctx context.Context, name string, interval time.Duratio
 			return
 		}
 		if err == nil {
-			log.Warn("subsystem returned; not restarting")
+			log.Info("subsystem finished; not restarting")
 			s.registry.stop(name)
 			return
 		}

@@ -1,0 +1,92 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/agentplane/agentplane/internal/auth"
+	"github.com/agentplane/agentplane/internal/httpapi"
+	"github.com/agentplane/agentplane/internal/metrics"
+	"github.com/agentplane/agentplane/internal/store"
+	"github.com/agentplane/agentplane/internal/supervise"
+)
+
+// ReadyTimeout bounds the store check behind /readyz so that a hung database
+// answers 503 quickly instead of hanging the load balancer's probe.
+const ReadyTimeout = 2 * time.Second
+
+// Deps are the collaborators the handlers use.
+type Deps struct {
+	Store   store.Store
+	Live    *supervise.Registry
+	Metrics *metrics.Metrics
+	Authn   auth.Authenticator
+	Log     *slog.Logger
+	MaxBody int64
+}
+
+// Server holds the handlers.
+type Server struct{ d Deps }
+
+// New returns the handlers over d.
+func New(d Deps) *Server { return &Server{d: d} }
+
+// Routes is the route table of agentplane. Every route names its auth class.
+func (s *Server) Routes() []Route {
+	return []Route{
+		{http.MethodGet, "/healthz", auth.Public, s.healthz},
+		{http.MethodGet, "/health", auth.Public, s.healthz},
+		{http.MethodGet, "/livez", auth.Public, s.livez},
+		{http.MethodGet, "/readyz", auth.Public, s.readyz},
+		{http.MethodGet, "/admin/liveness", auth.Admin, s.adminLiveness},
+		{http.MethodGet, "/metrics", auth.Admin, s.metrics},
+	}
+}
+
+// Handler builds the mux over Routes.
+func (s *Server) Handler() (http.Handler, error) {
+	return Build(s.Routes(), BuildOptions{Authn: s.d.Authn, Metrics: s.d.Metrics, Log: s.d.Log})
+}
+
+// healthz: the process serves HTTP.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// livez: every subsystem beat within three intervals; 503 names the stale
+// ones so that a restart policy (and a human) can see what is stuck.
+func (s *Server) livez(w http.ResponseWriter, r *http.Request) {
+	stale := s.d.Live.Stale()
+	if len(stale) > 0 {
+		httpapi.WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "stale", "stale": stale})
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"status": "ok", "stale": []string{}})
+}
+
+// readyz: the store is reachable and migrated.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), ReadyTimeout)
+	defer cancel()
+	if err := s.d.Store.Ready(ctx); err != nil {
+		reason := "store unreachable"
+		if errors.Is(err, store.ErrNotMigrated) {
+			reason = "store not migrated"
+		}
+		w.Header().Set("Retry-After", "2")
+		httpapi.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": reason})
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready", "store": s.d.Store.Dialect()})
+}
+
+func (s *Server) adminLiveness(w http.ResponseWriter, r *http.Request) {
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"subsystems": s.d.Live.Snapshot()})
+}
+
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
+	s.d.Metrics.Handler().ServeHTTP(w, r)
+}
