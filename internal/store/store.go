@@ -48,6 +48,39 @@ type Store interface {
 	PruneEvents(ctx context.Context, cutoff time.Time, batch int) (int64, error)
 	// Close releases the connection pools.
 	Close() error
+
+	// GetWorkspace returns one workspace (removed ones included).
+	GetWorkspace(ctx context.Context, id string) (Workspace, error)
+	// ListWorkspaces pages through workspaces in id order.
+	ListWorkspaces(ctx context.Context, f WorkspaceFilter) ([]Workspace, error)
+	// Hierarchy returns every non-removed workspace's parent link and the
+	// hierarchy version it was read at.
+	Hierarchy(ctx context.Context) ([]HierarchyNode, int64, error)
+	// HierarchyVersion is bumped by every change of parent links or removal;
+	// caches compare it per request to stay correct across replicas.
+	HierarchyVersion(ctx context.Context) (int64, error)
+	// ExpiredHeartbeats returns online or degraded workspaces whose last
+	// heartbeat is before cutoff (at most limit).
+	ExpiredHeartbeats(ctx context.Context, cutoff time.Time, limit int) ([]Workspace, error)
+	// OldestHeartbeat returns the oldest last heartbeat among online and
+	// degraded workspaces, zero when there are none.
+	OldestHeartbeat(ctx context.Context) (time.Time, error)
+	// ProbeTargets pages through online and degraded workspaces with a URL.
+	ProbeTargets(ctx context.Context, afterID string, limit int) ([]Workspace, error)
+
+	// TokenByHash finds a token by the SHA-256 of its value.
+	TokenByHash(ctx context.Context, hash []byte) (TokenLookup, error)
+	// ListTokens pages through tokens in id order.
+	ListTokens(ctx context.Context, f TokenFilter) ([]Token, error)
+	// TouchToken sets last_used_at to now unless it was set after notBefore,
+	// so a busy token is written at most once per interval.
+	TouchToken(ctx context.Context, id string, now, notBefore time.Time) error
+	// SessionByHash finds a session by the SHA-256 of its cookie value.
+	SessionByHash(ctx context.Context, hash []byte) (SessionLookup, error)
+	// ExtendSession slides a session's expiry.
+	ExtendSession(ctx context.Context, id string, expiresAt, lastSeen time.Time) error
+	// DeleteSession removes a session (logout); a missing one is not an error.
+	DeleteSession(ctx context.Context, hash []byte) error
 }
 
 // Tx is the write side available inside InTx. Domain writes added by later
@@ -60,6 +93,36 @@ type Tx interface {
 	// written and inserted is false: a transition observed by two replicas
 	// yields one event.
 	AppendEvent(ctx context.Context, in EventInput) (ev Event, inserted bool, err error)
+
+	// GetWorkspace reads a workspace inside the transaction.
+	GetWorkspace(ctx context.Context, id string) (Workspace, error)
+	// InsertWorkspace creates a workspace (ErrConflict if the id exists).
+	InsertWorkspace(ctx context.Context, w Workspace) error
+	// UpdateWorkspace writes every mutable field of w if the stored version
+	// still equals w.Version, and stores w.Version+1. It reports false (and
+	// writes nothing) when another writer got there first.
+	UpdateWorkspace(ctx context.Context, w Workspace) (bool, error)
+	// Hierarchy is Store.Hierarchy read inside the transaction.
+	Hierarchy(ctx context.Context) ([]HierarchyNode, int64, error)
+	// BumpHierarchyVersion invalidates every replica's hierarchy cache.
+	BumpHierarchyVersion(ctx context.Context) error
+
+	// InsertToken stores a token. It reports false when a unique key (hash,
+	// or the name of an active admin token) is already taken.
+	InsertToken(ctx context.Context, t Token) (bool, error)
+	// TokenByHash is Store.TokenByHash inside the transaction.
+	TokenByHash(ctx context.Context, hash []byte) (TokenLookup, error)
+	// RevokeToken revokes an active token of the given kind (and workspace,
+	// for workspace tokens); ErrNotFound if there is none.
+	RevokeToken(ctx context.Context, id, kind, workspaceID string, now time.Time) error
+	// RevokeWorkspaceTokens revokes every active token of a workspace.
+	RevokeWorkspaceTokens(ctx context.Context, workspaceID string, now time.Time) error
+	// CountActiveAdminTokens counts admin tokens that are not revoked.
+	CountActiveAdminTokens(ctx context.Context) (int, error)
+	// InsertSession stores a canvas session.
+	InsertSession(ctx context.Context, s Session) error
+	// InsertSecurityEvent records a refused request and returns its id.
+	InsertSecurityEvent(ctx context.Context, e SecurityEvent) (int64, error)
 }
 
 // CommitHook is called after a transaction that appended events commits, with

@@ -320,6 +320,8 @@ func mapErr(err error) error {
 		switch {
 		case pgErr.Code == "23505": // unique_violation
 			return fmt.Errorf("%w: %v", store.ErrConflict, err)
+		case pgErr.Code == "22P02": // invalid_text_representation: a malformed uuid cannot exist
+			return fmt.Errorf("%w: %v", store.ErrNotFound, err)
 		case pgErr.Code[:2] == "08", // connection exception
 			pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03", // shutdown, cannot connect now
 			pgErr.Code == "53300": // too many connections
