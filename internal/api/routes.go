@@ -13,8 +13,10 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/agentplane/agentplane/internal/audit"
 	"github.com/agentplane/agentplane/internal/auth"
 	"github.com/agentplane/agentplane/internal/fault"
 	"github.com/agentplane/agentplane/internal/httpapi"
@@ -40,6 +42,9 @@ type BuildOptions struct {
 	Authn   auth.Authenticator
 	Metrics *metrics.Metrics
 	Log     *slog.Logger
+	// Audit and ClientIP, when set, record identity mismatches.
+	Audit    *audit.Recorder
+	ClientIP *auth.ClientIP
 }
 
 // Build makes the mux from routes. It fails on a route without a valid auth
@@ -61,7 +66,7 @@ func Build(routes []Route, o BuildOptions) (http.Handler, error) {
 			return nil, fmt.Errorf("route %s: registered twice", key)
 		}
 		seen[key] = true
-		r.Method(rt.Method, rt.Pattern, instrument(rt, o, guard(rt.Auth, o, rt.Handler)))
+		r.Method(rt.Method, rt.Pattern, instrument(rt, o, guard(rt, o)))
 	}
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
 		httpapi.WriteError(w, req, nil, fault.NotFound("route "+req.Method+" "+req.URL.Path))
@@ -74,15 +79,30 @@ func Build(routes []Route, o BuildOptions) (http.Handler, error) {
 
 // guard authenticates the request and applies the route's auth class before
 // the handler runs. Public and signed-webhook routes skip credential checks
-// (a webhook handler verifies its platform's signature itself).
-func guard(class auth.Class, o BuildOptions, next http.HandlerFunc) http.HandlerFunc {
-	if class == auth.Public || class == auth.SignedWebhook {
+// (a webhook handler verifies its platform's signature itself). A removed
+// workspace's token is 410 on the registry routes, so that its agent knows to
+// stop, and 401 elsewhere. An X-Workspace-ID header naming another workspace
+// than the token's is refused on every route.
+func guard(rt Route, o BuildOptions) http.HandlerFunc {
+	next := rt.Handler
+	if rt.Auth == auth.Public || rt.Auth == auth.SignedWebhook {
 		return next
 	}
+	registryRoute := strings.HasPrefix(rt.Pattern, "/registry/")
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, err := o.Authn.Authenticate(r)
+		if f, ok := fault.As(err); ok && f.Code == auth.CodeWorkspaceRemoved {
+			if registryRoute {
+				err = &fault.Error{Kind: fault.KindGone, Code: auth.CodeWorkspaceRemoved, Msg: "this workspace was removed; stop this agent"}
+			} else {
+				err = fault.Unauthorized() // elsewhere it looks like any other failure
+			}
+		}
 		if err == nil {
-			err = auth.Check(class, p, r)
+			err = auth.Check(rt.Auth, p, r)
+		}
+		if err == nil {
+			err = checkHeaderIdentity(r, p, o)
 		}
 		if err != nil {
 			httpapi.WriteError(w, r, o.Log, err)
@@ -90,6 +110,26 @@ func guard(class auth.Class, o BuildOptions, next http.HandlerFunc) http.Handler
 		}
 		next(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
 	}
+}
+
+func checkHeaderIdentity(r *http.Request, p *auth.Principal, o BuildOptions) error {
+	claimed := r.Header.Get("X-Workspace-ID")
+	if p == nil || p.Kind != auth.KindWorkspace || claimed == "" || claimed == p.WorkspaceID {
+		return nil
+	}
+	if o.Audit != nil {
+		ip := r.RemoteAddr
+		if o.ClientIP != nil {
+			ip = o.ClientIP.Of(r)
+		}
+		if err := o.Audit.Record(r.Context(), audit.Event{
+			Kind: audit.KindWorkspaceMismatch, WorkspaceID: p.WorkspaceID, Actor: p.Actor(), ClientIP: ip,
+			Detail: map[string]string{"field": "X-Workspace-ID", "claimed": claimed, "path": r.URL.Path},
+		}); err != nil && o.Log != nil {
+			o.Log.Warn("record security event", "err", err)
+		}
+	}
+	return &fault.Error{Kind: fault.KindForbidden, Field: "X-Workspace-ID", Msg: "does not match the workspace of the token"}
 }
 
 type statusRecorder struct {

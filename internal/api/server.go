@@ -7,9 +7,11 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/agentplane/agentplane/internal/audit"
 	"github.com/agentplane/agentplane/internal/auth"
 	"github.com/agentplane/agentplane/internal/httpapi"
 	"github.com/agentplane/agentplane/internal/metrics"
+	"github.com/agentplane/agentplane/internal/registry"
 	"github.com/agentplane/agentplane/internal/store"
 	"github.com/agentplane/agentplane/internal/supervise"
 )
@@ -20,12 +22,16 @@ const ReadyTimeout = 2 * time.Second
 
 // Deps are the collaborators the handlers use.
 type Deps struct {
-	Store   store.Store
-	Live    *supervise.Registry
-	Metrics *metrics.Metrics
-	Authn   auth.Authenticator
-	Log     *slog.Logger
-	MaxBody int64
+	Store    store.Store
+	Live     *supervise.Registry
+	Metrics  *metrics.Metrics
+	Authn    auth.Authenticator
+	Auth     *auth.Service
+	Registry *registry.Service
+	ClientIP *auth.ClientIP
+	Audit    *audit.Recorder
+	Log      *slog.Logger
+	MaxBody  int64
 }
 
 // Server holds the handlers.
@@ -43,12 +49,53 @@ func (s *Server) Routes() []Route {
 		{http.MethodGet, "/readyz", auth.Public, s.readyz},
 		{http.MethodGet, "/admin/liveness", auth.Admin, s.adminLiveness},
 		{http.MethodGet, "/metrics", auth.Admin, s.metrics},
+
+		{http.MethodPost, "/auth/login", auth.Public, s.login},
+		{http.MethodPost, "/auth/logout", auth.Public, s.logout},
+		{http.MethodGet, "/admin/tokens", auth.Admin, s.listAdminTokens},
+		{http.MethodPost, "/admin/tokens", auth.Admin, s.mintAdminToken},
+		{http.MethodDelete, "/admin/tokens/{tokenId}", auth.Admin, s.revokeAdminToken},
+
+		{http.MethodPost, "/workspaces", auth.Admin, s.createWorkspace},
+		{http.MethodGet, "/workspaces", auth.Admin, s.listWorkspaces},
+		{http.MethodGet, "/workspaces/{id}", auth.AdminOrOwn, s.getWorkspace},
+		{http.MethodPatch, "/workspaces/{id}", auth.AdminOrOwn, s.patchWorkspace},
+		{http.MethodDelete, "/workspaces/{id}", auth.Admin, s.deleteWorkspace},
+		{http.MethodPost, "/workspaces/{id}/pause", auth.Admin, s.pauseWorkspace},
+		{http.MethodPost, "/workspaces/{id}/resume", auth.Admin, s.resumeWorkspace},
+		{http.MethodPost, "/workspaces/{id}/tokens", auth.Admin, s.mintWorkspaceToken},
+		{http.MethodGet, "/workspaces/{id}/tokens", auth.Admin, s.listWorkspaceTokens},
+		{http.MethodDelete, "/workspaces/{id}/tokens/{tokenId}", auth.Admin, s.revokeWorkspaceToken},
+
+		{http.MethodPost, "/registry/register", auth.OwnWorkspace, s.register},
+		{http.MethodPost, "/registry/heartbeat", auth.OwnWorkspace, s.heartbeat},
+		{http.MethodPost, "/registry/update-card", auth.OwnWorkspace, s.updateCard},
+		{http.MethodGet, "/registry/discover/{id}", auth.AnyWorkspace, s.discover},
+		{http.MethodGet, "/registry/{id}/peers", auth.OwnWorkspace, s.peers},
+		{http.MethodPost, "/registry/check-access", auth.AdminOrWorkspace, s.checkAccess},
 	}
 }
 
+// decode reads the JSON body with the configured cap, answering the error
+// itself; it reports whether the handler should go on.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any) bool {
+	if err := httpapi.Decode(w, r, s.d.MaxBody, dst); err != nil {
+		s.fail(w, r, err)
+		return false
+	}
+	return true
+}
+
+// fail answers err through the one error mapping.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	httpapi.WriteError(w, r, s.d.Log, err)
+}
+
+func (s *Server) zeroTime() time.Time { return time.Time{} }
+
 // Handler builds the mux over Routes.
 func (s *Server) Handler() (http.Handler, error) {
-	return Build(s.Routes(), BuildOptions{Authn: s.d.Authn, Metrics: s.d.Metrics, Log: s.d.Log})
+	return Build(s.Routes(), BuildOptions{Authn: s.d.Authn, Metrics: s.d.Metrics, Log: s.d.Log, Audit: s.d.Audit, ClientIP: s.d.ClientIP})
 }
 
 // healthz: the process serves HTTP.

@@ -9,19 +9,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/agentplane/agentplane/internal/api"
+	"github.com/agentplane/agentplane/internal/audit"
 	"github.com/agentplane/agentplane/internal/auth"
 	"github.com/agentplane/agentplane/internal/clock"
 	"github.com/agentplane/agentplane/internal/config"
 	"github.com/agentplane/agentplane/internal/events"
 	"github.com/agentplane/agentplane/internal/metrics"
+	"github.com/agentplane/agentplane/internal/netguard"
+	"github.com/agentplane/agentplane/internal/registry"
 	"github.com/agentplane/agentplane/internal/store"
 	"github.com/agentplane/agentplane/internal/store/pgstore"
 	"github.com/agentplane/agentplane/internal/store/sqlitestore"
@@ -42,6 +48,11 @@ type Options struct {
 	StoreNow func() time.Time
 	// Listener, when set, is used instead of listening on cfg.Listen.
 	Listener net.Listener
+	// Out receives the one-time bootstrap token banner (stdout when nil).
+	Out io.Writer
+	// Resolver and Dial replace the agent dialer's DNS and connect (tests).
+	Resolver netguard.Resolver
+	Dial     netguard.DialFunc
 }
 
 // App is a running server.
@@ -51,11 +62,14 @@ type App struct {
 	opts  Options
 	clock clock.Clock
 
-	Store   store.Store
-	Live    *supervise.Registry
-	Sup     *supervise.Supervisor
-	Hub     *events.Hub
-	Metrics *metrics.Metrics
+	Store    store.Store
+	Live     *supervise.Registry
+	Sup      *supervise.Supervisor
+	Hub      *events.Hub
+	Metrics  *metrics.Metrics
+	Auth     *auth.Service
+	Registry *registry.Service
+	Guard    *netguard.Guard
 
 	listener net.Listener
 	server   *http.Server
@@ -106,12 +120,23 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		log.Info("postgres store", "url", redactURL(cfg.DatabaseURL))
 	}
 
-	if cfg.AdminToken == "" {
-		log.Warn("no --admin-token given: admin routes refuse every request until one is set")
-	}
+	rec := audit.NewRecorder(st, log)
+	ips := auth.NewClientIP(cfg.TrustedProxies)
+	a.Auth = auth.NewService(auth.Options{
+		Store: st, Clock: a.clock, Log: log, Audit: rec, ClientIP: ips, AllowedOrigins: cfg.AllowedOrigins,
+	})
+	a.Guard = netguard.New(netguard.Options{
+		AllowPrivate: cfg.AllowPrivateAgents, Resolver: opts.Resolver, Dial: opts.Dial,
+		OnRefuse: func(host string, ip netip.Addr, reason string) {
+			log.Warn("agent address refused", "host", audit.Quote(host), "ip", ip.String(), "reason", reason)
+		},
+	})
+	a.Registry = registry.New(registry.Options{
+		Store: st, Clock: a.clock, Log: log, Audit: rec, Hub: hub, URLs: a.Guard, HeartbeatTTL: cfg.HeartbeatTTL,
+	})
 	srv := api.New(api.Deps{
-		Store: st, Live: a.Live, Metrics: a.Metrics, Log: log,
-		Authn: auth.NewStaticAdmin(cfg.AdminToken), MaxBody: cfg.MaxBodyBytes,
+		Store: st, Live: a.Live, Metrics: a.Metrics, Log: log, Authn: a.Auth, Auth: a.Auth,
+		Registry: a.Registry, ClientIP: ips, Audit: rec, MaxBody: cfg.MaxBodyBytes,
 	})
 	handler, err := srv.Handler()
 	if err != nil {
@@ -179,10 +204,22 @@ func (a *App) Run(ctx context.Context) error {
 		if err := a.Store.Migrate(ctx); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
+		bootstrap, err := a.Auth.EnsureAdminTokens(ctx, a.cfg.AdminToken)
+		if err != nil {
+			return fmt.Errorf("admin tokens: %w", err)
+		}
+		if bootstrap != "" {
+			a.printBootstrap(bootstrap)
+		}
 		h.Beat()
 		once.Do(func() {
 			a.log.Info("schema current; starting subsystems")
 			a.Sup.Go(loopCtx, "relay", RelayInterval, a.Hub.Run)
+			a.Sup.Go(loopCtx, "liveness-monitor", registry.MonitorInterval, a.Registry.RunMonitor)
+			probe := a.Guard.Client(0)
+			a.Sup.Go(loopCtx, "health-sweep", registry.SweepInterval, func(ctx context.Context, h *supervise.Heart) error {
+				return a.Registry.RunSweep(ctx, h, probe)
+			})
 			close(a.migrated)
 		})
 		return nil
@@ -221,6 +258,28 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	a.log.Info("stopped")
 	return runErr
+}
+
+// printBootstrap shows the bootstrap admin token once, on stdout, with the
+// canvas URL. Only the replica whose insert created the token prints it.
+func (a *App) printBootstrap(token string) {
+	out := a.opts.Out
+	if out == nil {
+		out = os.Stdout
+	}
+	fmt.Fprintf(out, `
+================================================================
+ agentplane created the admin token "bootstrap" (shown only once):
+
+   %s
+
+ Canvas: http://%s/   (log in with this token)
+ API:    curl -H "Authorization: Bearer $TOKEN" http://%s/workspaces
+ Keep it secret; mint named tokens with POST /admin/tokens.
+================================================================
+
+`, token, a.Addr(), a.Addr())
+	a.log.Info("bootstrap admin token created and printed on stdout")
 }
 
 func redactURL(raw string) string {

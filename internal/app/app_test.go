@@ -126,6 +126,7 @@ func TestAppSQLite(t *testing.T) {
 	t.Run("PanickingLoopRestartedAndCounted", func(t *testing.T) {
 		t.Parallel()
 		b := start(t, testConfig(t))
+		<-b.app.Migrated() // the admin token is ensured with the schema
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		b.app.Sup.Go(ctx, "flaky", time.Second, func(ctx context.Context, h *supervise.Heart) error {
@@ -133,8 +134,10 @@ func TestAppSQLite(t *testing.T) {
 		})
 		eventually(t, "a restart after the panic", func() bool {
 			_, body := b.get(t, "/admin/liveness", true)
-			st, _ := body["subsystems"].(map[string]any)["flaky"].(map[string]any)
-			return st != nil && st["restarts"].(float64) >= 1 && st["last_panic"] == "flaky subsystem exploded"
+			subs, _ := body["subsystems"].(map[string]any)
+			st, _ := subs["flaky"].(map[string]any)
+			restarts, _ := st["restarts"].(float64)
+			return restarts >= 1 && st["last_panic"] == "flaky subsystem exploded"
 		})
 	})
 

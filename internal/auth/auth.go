@@ -10,8 +10,6 @@ package auth
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"net/http"
 	"strings"
 
@@ -126,36 +124,6 @@ func BearerToken(r *http.Request) (string, bool) {
 		return "", true
 	}
 	return strings.TrimSpace(tok), true
-}
-
-// StaticAdmin accepts one admin token given at start (--admin-token). It is
-// the interim authenticator until admin tokens live in the database; with no
-// token configured it accepts nobody.
-type StaticAdmin struct {
-	hash [32]byte
-	set  bool
-}
-
-// NewStaticAdmin returns an authenticator for token ("" accepts nobody).
-func NewStaticAdmin(token string) *StaticAdmin {
-	if token == "" {
-		return &StaticAdmin{}
-	}
-	return &StaticAdmin{hash: sha256.Sum256([]byte(token)), set: true}
-}
-
-// Authenticate compares the bearer with the configured token in constant time
-// (over fixed-length hashes, so the length does not leak either).
-func (s *StaticAdmin) Authenticate(r *http.Request) (*Principal, error) {
-	tok, present := BearerToken(r)
-	if !present {
-		return nil, nil
-	}
-	got := sha256.Sum256([]byte(tok))
-	if !s.set || tok == "" || subtle.ConstantTimeCompare(got[:], s.hash[:]) != 1 {
-		return nil, fault.Unauthorized()
-	}
-	return &Principal{Kind: KindAdmin, Name: "flag"}, nil
 }
 
 // Check decides whether p may use a route of class c on request r. It returns

@@ -1,0 +1,145 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentplane/agentplane/internal/audit"
+	"github.com/agentplane/agentplane/internal/auth"
+	"github.com/agentplane/agentplane/internal/clock"
+	"github.com/agentplane/agentplane/internal/events"
+	"github.com/agentplane/agentplane/internal/metrics"
+	"github.com/agentplane/agentplane/internal/netguard"
+	"github.com/agentplane/agentplane/internal/registry"
+	"github.com/agentplane/agentplane/internal/store"
+	"github.com/agentplane/agentplane/internal/store/sqlitestore"
+	"github.com/agentplane/agentplane/internal/supervise"
+	"github.com/stretchr/testify/require"
+)
+
+const adminToken = "test-admin-token-0123456789"
+
+// testBundle is a full API over SQLite with a cast of credentials:
+// own is a root workspace, other is its child (so the hierarchy lets them
+// talk), revoked is a revoked token of own, removed is the token of a
+// workspace that was deleted, session is an admin canvas session.
+type testBundle struct {
+	t        *testing.T
+	ctx      context.Context
+	server   *Server
+	handler  http.Handler
+	live     *supervise.Registry
+	clock    *clock.Fake
+	store    *sqlitestore.Store
+	registry *registry.Service
+	auth     *auth.Service
+
+	ownID, ownToken         string
+	otherID, otherToken     string
+	revokedToken            string
+	removedID, removedToken string
+	session                 string
+}
+
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	ctx := context.Background()
+	c := clock.NewFake(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC))
+	st, err := sqlitestore.Open(ctx, t.TempDir(), store.Options{Now: c.Now})
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	require.NoError(t, st.Migrate(ctx))
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	live := supervise.NewRegistry(c)
+	rec := audit.NewRecorder(st, log)
+	ips := auth.NewClientIP(nil)
+	authSvc := auth.NewService(auth.Options{Store: st, Clock: c, Log: log, Audit: rec, ClientIP: ips, AllowedOrigins: []string{"https://canvas.example.com"}})
+	_, err = authSvc.EnsureAdminTokens(ctx, adminToken)
+	require.NoError(t, err)
+	reg := registry.New(registry.Options{
+		Store: st, Clock: c, Log: log, Audit: rec, Hub: events.NewHub(st, c, log, time.Second),
+		URLs: netguard.New(netguard.Options{AllowPrivate: true}), HeartbeatTTL: 90 * time.Second,
+	})
+	s := New(Deps{
+		Store: st, Live: live, Metrics: metrics.New(live), Authn: authSvc, Auth: authSvc, Registry: reg,
+		ClientIP: ips, Audit: rec, Log: log, MaxBody: 1 << 20,
+	})
+	h, err := s.Handler()
+	require.NoError(t, err)
+	b := &testBundle{t: t, ctx: ctx, server: s, handler: h, live: live, clock: c, store: st, registry: reg, auth: authSvc}
+
+	own, err := reg.Create(ctx, "admin:test", registry.CreateInput{Name: "Own"})
+	require.NoError(t, err)
+	b.ownID, b.ownToken = own.Workspace.ID, own.Token
+	other, err := reg.Create(ctx, "admin:test", registry.CreateInput{Name: "Other", ParentID: b.ownID})
+	require.NoError(t, err)
+	b.otherID, b.otherToken = other.Workspace.ID, other.Token
+	plain, tok, err := reg.MintToken(ctx, "admin:test", b.ownID)
+	require.NoError(t, err)
+	require.NoError(t, reg.RevokeToken(ctx, b.ownID, tok.ID))
+	b.revokedToken = plain
+	gone, err := reg.Create(ctx, "admin:test", registry.CreateInput{Name: "Gone"})
+	require.NoError(t, err)
+	_, err = reg.Delete(ctx, "admin:test", gone.Workspace.ID, false)
+	require.NoError(t, err)
+	b.removedID, b.removedToken = gone.Workspace.ID, gone.Token
+
+	req := httptest.NewRequest("POST", "/auth/login", strings.NewReader(`{"token":"`+adminToken+`"}`))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	require.Equal(t, 200, w.Code, w.Body.String())
+	for _, ck := range w.Result().Cookies() {
+		if ck.Name == auth.SessionCookie {
+			b.session = ck.Value
+		}
+	}
+	require.NotEmpty(t, b.session)
+	return b
+}
+
+type reqOpt func(*http.Request)
+
+func bearer(tok string) reqOpt {
+	return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) }
+}
+
+func header(k, v string) reqOpt { return func(r *http.Request) { r.Header.Set(k, v) } }
+
+func cookie(v string) reqOpt {
+	return func(r *http.Request) { r.AddCookie(&http.Cookie{Name: auth.SessionCookie, Value: v}) }
+}
+
+func (b *testBundle) do(method, path string, body any, opts ...reqOpt) *httptest.ResponseRecorder {
+	var rd io.Reader
+	switch v := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(v)
+	default:
+		buf, err := json.Marshal(v)
+		require.NoError(b.t, err)
+		rd = bytes.NewReader(buf)
+	}
+	req := httptest.NewRequest(method, path, rd)
+	for _, o := range opts {
+		o(req)
+	}
+	w := httptest.NewRecorder()
+	b.handler.ServeHTTP(w, req)
+	return w
+}
+
+func decodeBody[T any](t *testing.T, w *httptest.ResponseRecorder) T {
+	t.Helper()
+	var v T
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &v), w.Body.String())
+	return v
+}

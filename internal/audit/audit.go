@@ -1,0 +1,91 @@
+// Package audit records security events (SPEC §3, §8.2): spoof attempts,
+// invalid tokens, identity mismatches, SSRF refusals. Each one is a
+// security_events row and an admin-only SECURITY_EVENT event written in one
+// transaction, plus a log line whose untrusted values are quoted so that they
+// cannot forge log lines.
+//
+// It must never store or log a secret: callers pass token prefixes, never
+// whole tokens.
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+
+	"github.com/agentplane/agentplane/internal/store"
+)
+
+// Security event kinds.
+const (
+	KindInvalidToken        = "invalid_token"
+	KindWorkspaceMismatch   = "workspace_id_mismatch"
+	KindSourceSpoof         = "source_id_spoof"
+	KindRemovedWorkspaceUse = "removed_workspace_token"
+	KindURLRefused          = "agent_url_refused"
+	KindCrossOrigin         = "cross_origin_refused"
+)
+
+// Recorder writes security events.
+type Recorder struct {
+	store store.Store
+	log   *slog.Logger
+}
+
+// NewRecorder returns a recorder over st.
+func NewRecorder(st store.Store, log *slog.Logger) *Recorder { return &Recorder{store: st, log: log} }
+
+// Event is one security event to record.
+type Event struct {
+	Kind        string
+	WorkspaceID string
+	Actor       string
+	ClientIP    string
+	// Detail holds short, non-secret facts (claimed ids, token prefixes).
+	Detail map[string]string
+}
+
+// Quote makes an untrusted value safe for a log line or a message.
+func Quote(s string) string {
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// Record stores e and its SECURITY_EVENT in one transaction and logs it. It
+// returns the store error, if any; callers refusing a request still refuse it.
+func (r *Recorder) Record(ctx context.Context, e Event) error {
+	attrs := []any{"kind", e.Kind, "workspace_id", Quote(e.WorkspaceID), "actor", Quote(e.Actor), "client_ip", Quote(e.ClientIP)}
+	for k, v := range e.Detail {
+		attrs = append(attrs, k, Quote(v))
+	}
+	r.log.Warn("security event", attrs...)
+	detail, err := json.Marshal(e.Detail)
+	if err != nil {
+		return fmt.Errorf("security event detail: %w", err)
+	}
+	payload, _ := json.Marshal(map[string]any{"kind": e.Kind, "workspace_id": e.WorkspaceID, "detail": e.Detail})
+	return r.store.InTx(ctx, func(tx store.Tx) error {
+		now, err := tx.Now(ctx)
+		if err != nil {
+			return err
+		}
+		id, err := tx.InsertSecurityEvent(ctx, store.SecurityEvent{
+			Kind: e.Kind, WorkspaceID: e.WorkspaceID, Actor: e.Actor, ClientIP: e.ClientIP, Detail: detail, CreatedAt: now,
+		})
+		if err != nil {
+			return err
+		}
+		var p map[string]any
+		_ = json.Unmarshal(payload, &p)
+		p["security_event_id"] = id
+		payload, _ = json.Marshal(p)
+		_, _, err = tx.AppendEvent(ctx, store.EventInput{
+			Type: "SECURITY_EVENT", WorkspaceID: e.WorkspaceID, Audience: store.AudienceAdmin, Payload: payload, Actor: e.Actor,
+		})
+		return err
+	})
+}
