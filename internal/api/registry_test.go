@@ -70,6 +70,15 @@ func (b *testBundle) register(tok string) *httptest.ResponseRecorder {
 
 func TestWorkspaceLifecycle(t *testing.T) {
 	t.Parallel()
+	for _, backend := range backends(t) {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			testWorkspaceLifecycle(t, func(t *testing.T) *testBundle { return setupOn(t, backend) })
+		})
+	}
+}
+
+func testWorkspaceLifecycle(t *testing.T, setup func(*testing.T) *testBundle) {
 
 	t.Run("CreateRegisterHeartbeatDegradeOfflineAndBack", func(t *testing.T) {
 		t.Parallel()
@@ -363,7 +372,15 @@ func TestLivenessMonitorWithShortTTL(t *testing.T) {
 
 func TestMonitorOnTwoReplicasEmitsOneEvent(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	for _, backend := range backends(t) {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			testMonitorOnTwoReplicas(t, setupOn(t, backend))
+		})
+	}
+}
+
+func testMonitorOnTwoReplicas(t *testing.T, b *testBundle) {
 	require.Equal(t, 200, b.register(b.ownToken).Code)
 	b.clock.Advance(91 * time.Second)
 	errs := make(chan error, 2)

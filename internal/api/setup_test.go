@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -20,8 +21,10 @@ import (
 	"github.com/agentplane/agentplane/internal/netguard"
 	"github.com/agentplane/agentplane/internal/registry"
 	"github.com/agentplane/agentplane/internal/store"
+	"github.com/agentplane/agentplane/internal/store/pgstore"
 	"github.com/agentplane/agentplane/internal/store/sqlitestore"
 	"github.com/agentplane/agentplane/internal/supervise"
+	"github.com/agentplane/agentplane/internal/testenv"
 	"github.com/stretchr/testify/require"
 )
 
@@ -38,7 +41,7 @@ type testBundle struct {
 	handler  http.Handler
 	live     *supervise.Registry
 	clock    *clock.Fake
-	store    *sqlitestore.Store
+	store    store.Store
 	registry *registry.Service
 	auth     *auth.Service
 
@@ -49,11 +52,30 @@ type testBundle struct {
 	session                 string
 }
 
-func setup(t *testing.T) *testBundle {
+func setup(t *testing.T) *testBundle { return setupOn(t, "sqlite") }
+
+// backends lists the stores behavioural tests run on: SQLite always,
+// PostgreSQL when a test database is configured (and always under CI).
+func backends(t *testing.T) []string {
+	if os.Getenv(testenv.PostgresURLEnv) != "" || testenv.InCI() {
+		return []string{"sqlite", "postgres"}
+	}
+	return []string{"sqlite"}
+}
+
+func setupOn(t *testing.T, backend string) *testBundle {
 	t.Helper()
 	ctx := context.Background()
 	c := clock.NewFake(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC))
-	st, err := sqlitestore.Open(ctx, t.TempDir(), store.Options{Now: c.Now})
+	var (
+		st  store.Store
+		err error
+	)
+	if backend == "postgres" {
+		st, err = pgstore.Open(ctx, testenv.PostgresSchema(t), store.Options{Now: c.Now})
+	} else {
+		st, err = sqlitestore.Open(ctx, t.TempDir(), store.Options{Now: c.Now})
+	}
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
 	require.NoError(t, st.Migrate(ctx))
