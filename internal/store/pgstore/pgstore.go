@@ -185,10 +185,22 @@ type tx struct {
 	s           *Store
 	tx          pgx.Tx
 	txid        uint64
+	now         time.Time
 	lastEventID int64
 }
 
-func (t *tx) Now(ctx context.Context) (time.Time, error) { return now(ctx, t.s.opts, t.tx) }
+// Now reads database time once per transaction: a transaction lasts
+// milliseconds, and every extra read is a round trip on the hot path.
+func (t *tx) Now(ctx context.Context) (time.Time, error) {
+	if t.now.IsZero() {
+		n, err := now(ctx, t.s.opts, t.tx)
+		if err != nil {
+			return n, err
+		}
+		t.now = n
+	}
+	return t.now, nil
+}
 
 func (t *tx) AppendEvent(ctx context.Context, in store.EventInput) (store.Event, bool, error) {
 	if err := in.Validate(); err != nil {

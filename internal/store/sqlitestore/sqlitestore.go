@@ -43,7 +43,24 @@ type Store struct {
 	read       *sql.DB
 	opts       store.Options
 	migrations []sqlmigrate.Migration
+	stmts      *stmtCache
+	// r and w run queries through prepared statements of each pool.
+	r, w cached
+	// wlock admits one writer (transaction or write statement) at a time.
+	wlock chan struct{}
 }
+
+// lockWrite waits for the writer slot or ctx.
+func (s *Store) lockWrite(ctx context.Context) error {
+	select {
+	case s.wlock <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: waiting for the writer: %v", store.ErrUnavailable, ctx.Err())
+	}
+}
+
+func (s *Store) unlockWrite() { <-s.wlock }
 
 var _ store.Store = (*Store)(nil)
 
@@ -66,10 +83,12 @@ func OpenFile(ctx context.Context, path string, opts store.Options) (*Store, err
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %q: %w", path, err)
 	}
-	// One writer: SQLite has one write lock per file anyway, and queueing in
-	// database/sql is cheaper than spinning on SQLITE_BUSY.
-	write.SetMaxOpenConns(1)
-	write.SetMaxIdleConns(1)
+	// One writer at a time (the wlock semaphore): SQLite has one write lock
+	// per file anyway, and queueing here is cheaper than spinning on
+	// SQLITE_BUSY. The second connection only ever prepares statements, so
+	// that a transaction holding the first can prepare a new one.
+	write.SetMaxOpenConns(2)
+	write.SetMaxIdleConns(2)
 	write.SetConnMaxIdleTime(0)
 	read, err := sql.Open("sqlite", dsn(path, false))
 	if err != nil {
@@ -78,7 +97,9 @@ func OpenFile(ctx context.Context, path string, opts store.Options) (*Store, err
 	}
 	read.SetMaxOpenConns(8)
 	read.SetMaxIdleConns(8)
-	s := &Store{path: path, write: write, read: read, opts: opts, migrations: ms}
+	s := &Store{path: path, write: write, read: read, opts: opts, migrations: ms, stmts: newStmtCache(), wlock: make(chan struct{}, 1)}
+	s.r = cached{cache: s.stmts, db: read}
+	s.w = cached{cache: s.stmts, db: write}
 	if err := s.write.PingContext(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open sqlite %q: %w", path, mapErr(err))
@@ -136,6 +157,10 @@ func (s *Store) Now(context.Context) (time.Time, error) {
 // Migrate applies pending migrations inside one IMMEDIATE transaction: a second
 // process waits for the write lock, then finds the version already current.
 func (s *Store) Migrate(ctx context.Context) error {
+	if err := s.lockWrite(ctx); err != nil {
+		return err
+	}
+	defer s.unlockWrite()
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("migrate: begin: %w", mapErr(err))
@@ -186,6 +211,10 @@ func (s *Store) Ready(ctx context.Context) error {
 	if latest := sqlmigrate.Latest(s.migrations); current < latest {
 		return fmt.Errorf("%w: at version %d of %d", store.ErrNotMigrated, current, latest)
 	}
+	if err := s.lockWrite(ctx); err != nil {
+		return err
+	}
+	defer s.unlockWrite()
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return mapErr(err)
@@ -195,11 +224,22 @@ func (s *Store) Ready(ctx context.Context) error {
 
 // InTx runs fn in an IMMEDIATE transaction.
 func (s *Store) InTx(ctx context.Context, fn func(store.Tx) error) error {
+	if err := s.lockWrite(ctx); err != nil {
+		return err
+	}
+	locked := true
+	unlock := func() {
+		if locked {
+			locked = false
+			s.unlockWrite()
+		}
+	}
+	defer unlock()
 	sqlTx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", mapErr(err))
 	}
-	tx := &tx{s: s, tx: sqlTx}
+	tx := &tx{s: s, tx: sqlTx, q: cached{cache: s.stmts, db: s.write, tx: sqlTx}}
 	if err := fn(tx); err != nil {
 		_ = sqlTx.Rollback()
 		return err
@@ -207,6 +247,7 @@ func (s *Store) InTx(ctx context.Context, fn func(store.Tx) error) error {
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", mapErr(err))
 	}
+	unlock()
 	if tx.lastEventID > 0 && s.opts.OnCommit != nil {
 		s.opts.OnCommit(tx.lastEventID)
 	}
@@ -216,6 +257,7 @@ func (s *Store) InTx(ctx context.Context, fn func(store.Tx) error) error {
 type tx struct {
 	s           *Store
 	tx          *sql.Tx
+	q           cached
 	lastEventID int64
 }
 
@@ -234,7 +276,7 @@ func (t *tx) AppendEvent(ctx context.Context, in store.EventInput) (store.Event,
 		payload = json.RawMessage(`{}`)
 	}
 	var id int64
-	err = t.tx.QueryRowContext(ctx, `INSERT INTO events (type, workspace_id, audience, payload, actor, dedupe_key, created_at)
+	err = t.q.QueryRowContext(ctx, `INSERT INTO events (type, workspace_id, audience, payload, actor, dedupe_key, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (dedupe_key) DO NOTHING
 		RETURNING id`,
@@ -259,7 +301,7 @@ func (s *Store) EventsAfter(ctx context.Context, afterID int64, limit int) ([]st
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := s.read.QueryContext(ctx, `SELECT id, type, COALESCE(workspace_id, ''), audience, payload, actor, created_at
+	rows, err := s.r.QueryContext(ctx, `SELECT id, type, COALESCE(workspace_id, ''), audience, payload, actor, created_at
 		FROM events WHERE id > ? ORDER BY id LIMIT ?`, afterID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("events after %d: %w", afterID, mapErr(err))
@@ -299,6 +341,10 @@ func (s *Store) LatestEventID(ctx context.Context) (int64, error) {
 // PruneEvents deletes at most batch events created before cutoff and returns
 // how many it deleted. Small batches keep the write lock short.
 func (s *Store) PruneEvents(ctx context.Context, cutoff time.Time, batch int) (int64, error) {
+	if err := s.lockWrite(ctx); err != nil {
+		return 0, err
+	}
+	defer s.unlockWrite()
 	res, err := s.write.ExecContext(ctx, `DELETE FROM events WHERE id IN (
 		SELECT id FROM events WHERE created_at < ? ORDER BY id LIMIT ?)`, cutoff.UnixMilli(), batch)
 	if err != nil {
@@ -309,6 +355,7 @@ func (s *Store) PruneEvents(ctx context.Context, cutoff time.Time, batch int) (i
 
 // Close closes both pools.
 func (s *Store) Close() error {
+	s.stmts.close()
 	return errors.Join(s.write.Close(), s.read.Close())
 }
 

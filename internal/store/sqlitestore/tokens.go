@@ -44,7 +44,7 @@ func tokenByHash(ctx context.Context, q querier, hash []byte) (store.TokenLookup
 
 // TokenByHash looks a credential up by its SHA-256.
 func (s *Store) TokenByHash(ctx context.Context, hash []byte) (store.TokenLookup, error) {
-	return tokenByHash(ctx, s.read, hash)
+	return tokenByHash(ctx, s.r, hash)
 }
 
 // ListTokens pages by id.
@@ -53,7 +53,7 @@ func (s *Store) ListTokens(ctx context.Context, f store.TokenFilter) ([]store.To
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := s.read.QueryContext(ctx, `SELECT `+tokenCols+` FROM tokens t
+	rows, err := s.r.QueryContext(ctx, `SELECT `+tokenCols+` FROM tokens t
 		WHERE t.kind = ? AND (? = '' OR t.workspace_id = ?) AND t.id > ? ORDER BY t.id LIMIT ?`,
 		f.Kind, f.WorkspaceID, f.WorkspaceID, f.AfterID, limit)
 	if err != nil {
@@ -73,7 +73,11 @@ func (s *Store) ListTokens(ctx context.Context, f store.TokenFilter) ([]store.To
 
 // TouchToken records use at most once per interval.
 func (s *Store) TouchToken(ctx context.Context, id string, now, notBefore time.Time) error {
-	_, err := s.write.ExecContext(ctx, `UPDATE tokens SET last_used_at = ?
+	if err := s.lockWrite(ctx); err != nil {
+		return err
+	}
+	defer s.unlockWrite()
+	_, err := s.w.ExecContext(ctx, `UPDATE tokens SET last_used_at = ?
 		WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)`, now.UnixMilli(), id, notBefore.UnixMilli())
 	if err != nil {
 		return fmt.Errorf("touch token: %w", mapErr(err))
@@ -88,7 +92,7 @@ func (s *Store) SessionByHash(ctx context.Context, hash []byte) (store.SessionLo
 		created, expires, seen int64
 		revoked                sql.NullInt64
 	)
-	err := s.read.QueryRowContext(ctx, `SELECT s.id, s.hash, s.token_id, s.created_at, s.expires_at, s.last_seen_at, t.name, t.revoked_at
+	err := s.r.QueryRowContext(ctx, `SELECT s.id, s.hash, s.token_id, s.created_at, s.expires_at, s.last_seen_at, t.name, t.revoked_at
 		FROM sessions s JOIN tokens t ON t.id = s.token_id WHERE s.hash = ?`, hash).
 		Scan(&l.ID, &l.Hash, &l.TokenID, &created, &expires, &seen, &l.TokenName, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -104,7 +108,11 @@ func (s *Store) SessionByHash(ctx context.Context, hash []byte) (store.SessionLo
 
 // ExtendSession slides the expiry.
 func (s *Store) ExtendSession(ctx context.Context, id string, expiresAt, lastSeen time.Time) error {
-	_, err := s.write.ExecContext(ctx, `UPDATE sessions SET expires_at = ?, last_seen_at = ? WHERE id = ?`,
+	if err := s.lockWrite(ctx); err != nil {
+		return err
+	}
+	defer s.unlockWrite()
+	_, err := s.w.ExecContext(ctx, `UPDATE sessions SET expires_at = ?, last_seen_at = ? WHERE id = ?`,
 		expiresAt.UnixMilli(), lastSeen.UnixMilli(), id)
 	if err != nil {
 		return fmt.Errorf("extend session: %w", mapErr(err))
@@ -114,14 +122,18 @@ func (s *Store) ExtendSession(ctx context.Context, id string, expiresAt, lastSee
 
 // DeleteSession logs a session out.
 func (s *Store) DeleteSession(ctx context.Context, hash []byte) error {
-	if _, err := s.write.ExecContext(ctx, `DELETE FROM sessions WHERE hash = ?`, hash); err != nil {
+	if err := s.lockWrite(ctx); err != nil {
+		return err
+	}
+	defer s.unlockWrite()
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM sessions WHERE hash = ?`, hash); err != nil {
 		return fmt.Errorf("delete session: %w", mapErr(err))
 	}
 	return nil
 }
 
 func (t *tx) InsertToken(ctx context.Context, tok store.Token) (bool, error) {
-	res, err := t.tx.ExecContext(ctx, `INSERT INTO tokens (id, kind, workspace_id, name, hash, prefix, created_at, created_by)
+	res, err := t.q.ExecContext(ctx, `INSERT INTO tokens (id, kind, workspace_id, name, hash, prefix, created_at, created_by)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 		tok.ID, tok.Kind, nullString(tok.WorkspaceID), tok.Name, tok.Hash, tok.Prefix, tok.CreatedAt.UnixMilli(), tok.CreatedBy)
 	if err != nil {
@@ -132,11 +144,11 @@ func (t *tx) InsertToken(ctx context.Context, tok store.Token) (bool, error) {
 }
 
 func (t *tx) TokenByHash(ctx context.Context, hash []byte) (store.TokenLookup, error) {
-	return tokenByHash(ctx, t.tx, hash)
+	return tokenByHash(ctx, t.q, hash)
 }
 
 func (t *tx) RevokeToken(ctx context.Context, id, kind, workspaceID string, now time.Time) error {
-	res, err := t.tx.ExecContext(ctx, `UPDATE tokens SET revoked_at = ?
+	res, err := t.q.ExecContext(ctx, `UPDATE tokens SET revoked_at = ?
 		WHERE id = ? AND kind = ? AND (? = '' OR workspace_id = ?) AND revoked_at IS NULL`,
 		now.UnixMilli(), id, kind, workspaceID, workspaceID)
 	if err != nil {
@@ -149,7 +161,7 @@ func (t *tx) RevokeToken(ctx context.Context, id, kind, workspaceID string, now 
 }
 
 func (t *tx) RevokeWorkspaceTokens(ctx context.Context, workspaceID string, now time.Time) error {
-	_, err := t.tx.ExecContext(ctx, `UPDATE tokens SET revoked_at = ? WHERE workspace_id = ? AND revoked_at IS NULL`,
+	_, err := t.q.ExecContext(ctx, `UPDATE tokens SET revoked_at = ? WHERE workspace_id = ? AND revoked_at IS NULL`,
 		now.UnixMilli(), workspaceID)
 	if err != nil {
 		return fmt.Errorf("revoke workspace tokens: %w", mapErr(err))
@@ -159,7 +171,7 @@ func (t *tx) RevokeWorkspaceTokens(ctx context.Context, workspaceID string, now 
 
 func (t *tx) CountActiveAdminTokens(ctx context.Context) (int, error) {
 	var n int
-	err := t.tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM tokens WHERE kind = 'admin' AND revoked_at IS NULL`).Scan(&n)
+	err := t.q.QueryRowContext(ctx, `SELECT COUNT(*) FROM tokens WHERE kind = 'admin' AND revoked_at IS NULL`).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count admin tokens: %w", mapErr(err))
 	}
@@ -167,7 +179,7 @@ func (t *tx) CountActiveAdminTokens(ctx context.Context) (int, error) {
 }
 
 func (t *tx) InsertSession(ctx context.Context, s store.Session) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO sessions (id, hash, token_id, created_at, expires_at, last_seen_at)
+	_, err := t.q.ExecContext(ctx, `INSERT INTO sessions (id, hash, token_id, created_at, expires_at, last_seen_at)
 		VALUES (?, ?, ?, ?, ?, ?)`, s.ID, s.Hash, s.TokenID, s.CreatedAt.UnixMilli(), s.ExpiresAt.UnixMilli(), s.LastSeenAt.UnixMilli())
 	if err != nil {
 		return fmt.Errorf("insert session: %w", mapErr(err))
@@ -181,7 +193,7 @@ func (t *tx) InsertSecurityEvent(ctx context.Context, e store.SecurityEvent) (in
 		detail = "{}"
 	}
 	var id int64
-	err := t.tx.QueryRowContext(ctx, `INSERT INTO security_events (kind, workspace_id, actor, client_ip, detail, created_at)
+	err := t.q.QueryRowContext(ctx, `INSERT INTO security_events (kind, workspace_id, actor, client_ip, detail, created_at)
 		VALUES (?, ?, ?, ?, ?, ?) RETURNING id`, e.Kind, nullString(e.WorkspaceID), e.Actor, e.ClientIP, detail, e.CreatedAt.UnixMilli()).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("insert security event: %w", mapErr(err))

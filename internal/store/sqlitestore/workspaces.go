@@ -113,7 +113,7 @@ func cardValue(c json.RawMessage) any {
 
 // GetWorkspace reads one workspace from the read pool.
 func (s *Store) GetWorkspace(ctx context.Context, id string) (store.Workspace, error) {
-	return getWorkspace(ctx, s.read, id)
+	return getWorkspace(ctx, s.r, id)
 }
 
 // ListWorkspaces pages by id.
@@ -122,7 +122,7 @@ func (s *Store) ListWorkspaces(ctx context.Context, f store.WorkspaceFilter) ([]
 	if limit <= 0 {
 		limit = 100
 	}
-	ws, err := queryWorkspaces(ctx, s.read, `SELECT `+workspaceCols+` FROM workspaces
+	ws, err := queryWorkspaces(ctx, s.r, `SELECT `+workspaceCols+` FROM workspaces
 		WHERE id > ? AND (? OR status <> 'removed') ORDER BY id LIMIT ?`, f.AfterID, f.IncludeRemoved, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list workspaces: %w", err)
@@ -165,7 +165,7 @@ func (s *Store) Hierarchy(ctx context.Context) ([]store.HierarchyNode, int64, er
 // HierarchyVersion returns the current hierarchy version.
 func (s *Store) HierarchyVersion(ctx context.Context) (int64, error) {
 	var v int64
-	if err := s.read.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'hierarchy_version'`).Scan(&v); err != nil {
+	if err := s.r.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'hierarchy_version'`).Scan(&v); err != nil {
 		return 0, fmt.Errorf("hierarchy version: %w", mapErr(err))
 	}
 	return v, nil
@@ -173,7 +173,7 @@ func (s *Store) HierarchyVersion(ctx context.Context) (int64, error) {
 
 // ExpiredHeartbeats uses the (status, last_heartbeat_at) index.
 func (s *Store) ExpiredHeartbeats(ctx context.Context, cutoff time.Time, limit int) ([]store.Workspace, error) {
-	ws, err := queryWorkspaces(ctx, s.read, `SELECT `+workspaceCols+` FROM workspaces
+	ws, err := queryWorkspaces(ctx, s.r, `SELECT `+workspaceCols+` FROM workspaces
 		WHERE status IN ('online', 'degraded') AND last_heartbeat_at < ? ORDER BY last_heartbeat_at LIMIT ?`,
 		cutoff.UnixMilli(), limit)
 	if err != nil {
@@ -185,7 +185,7 @@ func (s *Store) ExpiredHeartbeats(ctx context.Context, cutoff time.Time, limit i
 // OldestHeartbeat returns the next heartbeat to expire.
 func (s *Store) OldestHeartbeat(ctx context.Context) (time.Time, error) {
 	var v sql.NullInt64
-	err := s.read.QueryRowContext(ctx, `SELECT MIN(last_heartbeat_at) FROM workspaces WHERE status IN ('online', 'degraded')`).Scan(&v)
+	err := s.r.QueryRowContext(ctx, `SELECT MIN(last_heartbeat_at) FROM workspaces WHERE status IN ('online', 'degraded')`).Scan(&v)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("oldest heartbeat: %w", mapErr(err))
 	}
@@ -194,7 +194,7 @@ func (s *Store) OldestHeartbeat(ctx context.Context) (time.Time, error) {
 
 // ProbeTargets pages through workspaces the health sweep probes.
 func (s *Store) ProbeTargets(ctx context.Context, afterID string, limit int) ([]store.Workspace, error) {
-	ws, err := queryWorkspaces(ctx, s.read, `SELECT `+workspaceCols+` FROM workspaces
+	ws, err := queryWorkspaces(ctx, s.r, `SELECT `+workspaceCols+` FROM workspaces
 		WHERE status IN ('online', 'degraded') AND url <> '' AND id > ? ORDER BY id LIMIT ?`, afterID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("probe targets: %w", err)
@@ -203,11 +203,11 @@ func (s *Store) ProbeTargets(ctx context.Context, afterID string, limit int) ([]
 }
 
 func (t *tx) GetWorkspace(ctx context.Context, id string) (store.Workspace, error) {
-	return getWorkspace(ctx, t.tx, id)
+	return getWorkspace(ctx, t.q, id)
 }
 
 func (t *tx) InsertWorkspace(ctx context.Context, w store.Workspace) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO workspaces (id, name, role, parent_id, url, agent_card, status, degraded_reasons,
+	_, err := t.q.ExecContext(ctx, `INSERT INTO workspaces (id, name, role, parent_id, url, agent_card, status, degraded_reasons,
 		pause_origin, max_concurrent_tasks, active_tasks, current_task, last_heartbeat_at, last_error_rate, last_sample_error,
 		uptime_seconds, probe_failures, outbound_secret, version, created_at, updated_at, updated_by)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)`,
@@ -221,7 +221,7 @@ func (t *tx) InsertWorkspace(ctx context.Context, w store.Workspace) error {
 }
 
 func (t *tx) UpdateWorkspace(ctx context.Context, w store.Workspace) (bool, error) {
-	res, err := t.tx.ExecContext(ctx, `UPDATE workspaces SET name = ?, role = ?, parent_id = ?, url = ?, agent_card = ?,
+	res, err := t.q.ExecContext(ctx, `UPDATE workspaces SET name = ?, role = ?, parent_id = ?, url = ?, agent_card = ?,
 		status = ?, degraded_reasons = ?, pause_origin = ?, max_concurrent_tasks = ?, active_tasks = ?, current_task = ?,
 		last_heartbeat_at = ?, last_error_rate = ?, last_sample_error = ?, uptime_seconds = ?, probe_failures = ?,
 		version = version + 1, updated_at = ?, updated_by = ?
@@ -237,11 +237,11 @@ func (t *tx) UpdateWorkspace(ctx context.Context, w store.Workspace) (bool, erro
 }
 
 func (t *tx) Hierarchy(ctx context.Context) ([]store.HierarchyNode, int64, error) {
-	return hierarchy(ctx, t.tx)
+	return hierarchy(ctx, t.q)
 }
 
 func (t *tx) BumpHierarchyVersion(ctx context.Context) error {
-	_, err := t.tx.ExecContext(ctx, `UPDATE meta SET value = value + 1 WHERE key = 'hierarchy_version'`)
+	_, err := t.q.ExecContext(ctx, `UPDATE meta SET value = value + 1 WHERE key = 'hierarchy_version'`)
 	if err != nil {
 		return fmt.Errorf("bump hierarchy version: %w", mapErr(err))
 	}
