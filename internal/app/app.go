@@ -273,7 +273,7 @@ func (a *App) printBootstrap(token string) {
 
    %s
 
- Canvas: http://%s/   (log in with this token)
+ Server: http://%s/   (the canvas will log in with this token)
  API:    curl -H "Authorization: Bearer $TOKEN" http://%s/workspaces
  Keep it secret; mint named tokens with POST /admin/tokens.
 ================================================================

@@ -1,8 +1,10 @@
 // Package audit records security events (SPEC §3, §8.2): spoof attempts,
 // invalid tokens, identity mismatches, SSRF refusals. Each one is a
 // security_events row and an admin-only SECURITY_EVENT event written in one
-// transaction, plus a log line whose untrusted values are quoted so that they
-// cannot forge log lines.
+// transaction, plus a structured log line. Untrusted values go into the log
+// as attribute values, never into the message, so slog escapes them (quotes,
+// newlines, control characters) and they cannot forge log lines; they are
+// also capped in length.
 //
 // It must never store or log a secret: callers pass token prefixes, never
 // whole tokens.
@@ -47,20 +49,23 @@ type Event struct {
 	Detail map[string]string
 }
 
-// Quote makes an untrusted value safe for a log line or a message.
-func Quote(s string) string {
+// capLen bounds an untrusted value kept in a log line or a record.
+func capLen(s string) string {
 	if len(s) > 200 {
-		s = s[:200] + "…"
+		return s[:200] + "…"
 	}
-	return strconv.Quote(s)
+	return s
 }
+
+// Quote makes an untrusted value safe to embed in a human message.
+func Quote(s string) string { return strconv.Quote(capLen(s)) }
 
 // Record stores e and its SECURITY_EVENT in one transaction and logs it. It
 // returns the store error, if any; callers refusing a request still refuse it.
 func (r *Recorder) Record(ctx context.Context, e Event) error {
-	attrs := []any{"kind", e.Kind, "workspace_id", Quote(e.WorkspaceID), "actor", Quote(e.Actor), "client_ip", Quote(e.ClientIP)}
+	attrs := []any{"kind", e.Kind, "workspace_id", capLen(e.WorkspaceID), "actor", capLen(e.Actor), "client_ip", capLen(e.ClientIP)}
 	for k, v := range e.Detail {
-		attrs = append(attrs, k, Quote(v))
+		attrs = append(attrs, k, capLen(v))
 	}
 	r.log.Warn("security event", attrs...)
 	detail, err := json.Marshal(e.Detail)
