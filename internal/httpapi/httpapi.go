@@ -118,6 +118,8 @@ func Status(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, store.ErrConflict):
 		return http.StatusConflict
+	case errors.Is(err, store.ErrInvalid):
+		return http.StatusBadRequest
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, store.ErrNotMigrated):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, context.DeadlineExceeded):
@@ -191,6 +193,8 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 			body["error"] = "not found"
 		case http.StatusConflict:
 			body["error"] = "conflict"
+		case http.StatusBadRequest:
+			body["error"] = "the store refused a value in the request"
 		default:
 			body["error"] = "internal error"
 		}

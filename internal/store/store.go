@@ -19,6 +19,9 @@ var (
 	ErrUnavailable = errors.New("store unavailable")
 	// ErrNotMigrated means the schema is older than this binary expects.
 	ErrNotMigrated = errors.New("schema not migrated")
+	// ErrInvalid means the database refused a value (e.g. a character it
+	// cannot store); callers should have sanitized it.
+	ErrInvalid = errors.New("invalid value")
 )
 
 // Store is implemented by sqlitestore and pgstore.
@@ -81,6 +84,15 @@ type Store interface {
 	ExtendSession(ctx context.Context, id string, expiresAt, lastSeen time.Time) error
 	// DeleteSession removes a session (logout); a missing one is not an error.
 	DeleteSession(ctx context.Context, hash []byte) error
+
+	// ListActivity pages through a workspace's activity, newest first.
+	ListActivity(ctx context.Context, f ActivityFilter) ([]Activity, error)
+	// ListEvents returns persisted events after f.AfterID in id order.
+	ListEvents(ctx context.Context, f EventFilter) ([]Event, error)
+	// ListSecurityEvents pages through security events, newest first.
+	ListSecurityEvents(ctx context.Context, f SecurityEventFilter) ([]SecurityEvent, error)
+	// PruneActivity deletes at most batch activity rows created before cutoff.
+	PruneActivity(ctx context.Context, cutoff time.Time, batch int) (int64, error)
 }
 
 // Tx is the write side available inside InTx. Domain writes added by later
@@ -106,6 +118,10 @@ type Tx interface {
 	Hierarchy(ctx context.Context) ([]HierarchyNode, int64, error)
 	// BumpHierarchyVersion invalidates every replica's hierarchy cache.
 	BumpHierarchyVersion(ctx context.Context) error
+	// LockHierarchy serializes transactions that read the parent links and
+	// then change them (create, re-parent, remove, cascades): the second waits
+	// until the first commits, then reads its result.
+	LockHierarchy(ctx context.Context) error
 
 	// InsertToken stores a token. It reports false when a unique key (hash,
 	// or the name of an active admin token) is already taken.
@@ -117,12 +133,16 @@ type Tx interface {
 	RevokeToken(ctx context.Context, id, kind, workspaceID string, now time.Time) error
 	// RevokeWorkspaceTokens revokes every active token of a workspace.
 	RevokeWorkspaceTokens(ctx context.Context, workspaceID string, now time.Time) error
-	// CountActiveAdminTokens counts admin tokens that are not revoked.
+	// CountActiveAdminTokens counts admin tokens that are not revoked, locking
+	// them until the transaction ends so that concurrent revocations cannot
+	// both see "another one is left".
 	CountActiveAdminTokens(ctx context.Context) (int, error)
 	// InsertSession stores a canvas session.
 	InsertSession(ctx context.Context, s Session) error
 	// InsertSecurityEvent records a refused request and returns its id.
 	InsertSecurityEvent(ctx context.Context, e SecurityEvent) (int64, error)
+	// InsertActivity stores one activity row.
+	InsertActivity(ctx context.Context, a Activity) error
 }
 
 // CommitHook is called after a transaction that appended events commits, with

@@ -40,6 +40,9 @@ type Workspace struct {
 	UptimeSeconds      int64
 	// ProbeFailures counts consecutive failed agent-card probes.
 	ProbeFailures int
+	// LastProbeAt is when any replica last recorded a probe, so that several
+	// replicas sweeping together count one failure per sweep interval.
+	LastProbeAt time.Time
 	// OutboundSecret signs the gateway's X-Agentplane-Caller header.
 	OutboundSecret []byte
 	// Version increases with every write; writes are compare-and-swap on it,

@@ -168,10 +168,16 @@ func (s *Store) InTx(ctx context.Context, fn func(store.Tx) error) error {
 		return fmt.Errorf("begin: %w", mapErr(err))
 	}
 	tx := &tx{s: s, tx: pgTx}
+	committed := false
+	defer func() {
+		if !committed { // also on panic: never leave a pooled connection inside a transaction
+			_ = pgTx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
 	if err := fn(tx); err != nil {
-		_ = pgTx.Rollback(context.WithoutCancel(ctx))
 		return err
 	}
+	committed = true
 	if err := pgTx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit: %w", mapErr(err))
 	}
@@ -262,6 +268,14 @@ func (s *Store) EventsAfter(ctx context.Context, afterID int64, limit int) ([]st
 		return nil, fmt.Errorf("events after %d: %w", afterID, mapErr(err))
 	}
 	defer rows.Close()
+	out, err := scanEvents(rows)
+	if err != nil {
+		return nil, fmt.Errorf("events after %d: %w", afterID, err)
+	}
+	return out, nil
+}
+
+func scanEvents(rows pgx.Rows) ([]store.Event, error) {
 	var out []store.Event
 	for rows.Next() {
 		var (
@@ -279,10 +293,7 @@ func (s *Store) EventsAfter(ctx context.Context, afterID int64, limit int) ([]st
 		ev.TxID, _ = strconv.ParseUint(txid, 10, 64)
 		out = append(out, ev)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("events after %d: %w", afterID, mapErr(err))
-	}
-	return out, nil
+	return out, mapErr(rows.Err())
 }
 
 // LatestEventID returns the highest committed event id.
@@ -332,8 +343,8 @@ func mapErr(err error) error {
 		switch {
 		case pgErr.Code == "23505": // unique_violation
 			return fmt.Errorf("%w: %v", store.ErrConflict, err)
-		case pgErr.Code == "22P02": // invalid_text_representation: a malformed uuid cannot exist
-			return fmt.Errorf("%w: %v", store.ErrNotFound, err)
+		case pgErr.Code == "22P02", pgErr.Code == "22P05", pgErr.Code == "22021": // bad text/JSON/character
+			return fmt.Errorf("%w: %v", store.ErrInvalid, err)
 		case pgErr.Code[:2] == "08", // connection exception
 			pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03", // shutdown, cannot connect now
 			pgErr.Code == "53300": // too many connections

@@ -155,7 +155,8 @@ func (t *tx) RevokeWorkspaceTokens(ctx context.Context, workspaceID string, now 
 
 func (t *tx) CountActiveAdminTokens(ctx context.Context) (int, error) {
 	var n int
-	if err := t.tx.QueryRow(ctx, `SELECT COUNT(*) FROM tokens WHERE kind = 'admin' AND revoked_at IS NULL`).Scan(&n); err != nil {
+	if err := t.tx.QueryRow(ctx, `SELECT COUNT(*) FROM (
+		SELECT 1 FROM tokens WHERE kind = 'admin' AND revoked_at IS NULL ORDER BY id FOR UPDATE) active`).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count admin tokens: %w", mapErr(err))
 	}
 	return n, nil

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/agentplane/agentplane/internal/store"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -35,18 +36,18 @@ func fromTS(t *time.Time) time.Time {
 
 const workspaceCols = `id::text, name, role, COALESCE(parent_id::text, ''), url, agent_card::text, status, degraded_reasons::text,
 	pause_origin, max_concurrent_tasks, active_tasks, current_task, last_heartbeat_at, last_error_rate, last_sample_error,
-	uptime_seconds, probe_failures, outbound_secret, version, created_at, updated_at, updated_by`
+	uptime_seconds, probe_failures, last_probe_at, outbound_secret, version, created_at, updated_at, updated_by`
 
 func scanWorkspace(row pgx.Row) (store.Workspace, error) {
 	var (
-		w       store.Workspace
-		card    *string
-		reasons string
-		lastHB  *time.Time
+		w                 store.Workspace
+		card              *string
+		reasons           string
+		lastHB, lastProbe *time.Time
 	)
 	err := row.Scan(&w.ID, &w.Name, &w.Role, &w.ParentID, &w.URL, &card, &w.Status, &reasons, &w.PauseOrigin,
 		&w.MaxConcurrentTasks, &w.ActiveTasks, &w.CurrentTask, &lastHB, &w.LastErrorRate, &w.LastSampleError,
-		&w.UptimeSeconds, &w.ProbeFailures, &w.OutboundSecret, &w.Version, &w.CreatedAt, &w.UpdatedAt, &w.UpdatedBy)
+		&w.UptimeSeconds, &w.ProbeFailures, &lastProbe, &w.OutboundSecret, &w.Version, &w.CreatedAt, &w.UpdatedAt, &w.UpdatedBy)
 	if err != nil {
 		return w, err
 	}
@@ -59,12 +60,15 @@ func scanWorkspace(row pgx.Row) (store.Workspace, error) {
 	if len(w.DegradedReasons) == 0 {
 		w.DegradedReasons = nil
 	}
-	w.LastHeartbeatAt = fromTS(lastHB)
+	w.LastHeartbeatAt, w.LastProbeAt = fromTS(lastHB), fromTS(lastProbe)
 	w.CreatedAt, w.UpdatedAt = w.CreatedAt.UTC(), w.UpdatedAt.UTC()
 	return w, nil
 }
 
 func getWorkspace(ctx context.Context, q querier, id string) (store.Workspace, error) {
+	if _, err := uuid.Parse(id); err != nil {
+		return store.Workspace{}, fmt.Errorf("workspace %q: %w", id, store.ErrNotFound)
+	}
 	w, err := scanWorkspace(q.QueryRow(ctx, `SELECT `+workspaceCols+` FROM workspaces WHERE id = $1::uuid`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return w, fmt.Errorf("workspace %s: %w", id, store.ErrNotFound)
@@ -231,11 +235,12 @@ func (t *tx) UpdateWorkspace(ctx context.Context, w store.Workspace) (bool, erro
 	tag, err := t.tx.Exec(ctx, `UPDATE workspaces SET name = $1, role = $2, parent_id = NULLIF($3, '')::uuid, url = $4,
 		agent_card = $5::jsonb, status = $6, degraded_reasons = $7::jsonb, pause_origin = $8, max_concurrent_tasks = $9,
 		active_tasks = $10, current_task = $11, last_heartbeat_at = $12, last_error_rate = $13, last_sample_error = $14,
-		uptime_seconds = $15, probe_failures = $16, version = version + 1, updated_at = $17, updated_by = $18
+		uptime_seconds = $15, probe_failures = $16, version = version + 1, updated_at = $17, updated_by = $18,
+		last_probe_at = $21
 		WHERE id = $19::uuid AND version = $20`,
 		w.Name, w.Role, w.ParentID, w.URL, cardValue(w.AgentCard), w.Status, reasonsJSON(w.DegradedReasons), w.PauseOrigin,
 		w.MaxConcurrentTasks, w.ActiveTasks, w.CurrentTask, tsOrNil(w.LastHeartbeatAt), w.LastErrorRate, w.LastSampleError,
-		w.UptimeSeconds, w.ProbeFailures, w.UpdatedAt, w.UpdatedBy, w.ID, w.Version)
+		w.UptimeSeconds, w.ProbeFailures, w.UpdatedAt, w.UpdatedBy, w.ID, w.Version, tsOrNil(w.LastProbeAt))
 	if err != nil {
 		return false, fmt.Errorf("update workspace %s: %w", w.ID, mapErr(err))
 	}
@@ -244,6 +249,14 @@ func (t *tx) UpdateWorkspace(ctx context.Context, w store.Workspace) (bool, erro
 
 func (t *tx) Hierarchy(ctx context.Context) ([]store.HierarchyNode, int64, error) {
 	return hierarchy(ctx, t.tx)
+}
+
+// LockHierarchy takes the hierarchy version row's lock until commit.
+func (t *tx) LockHierarchy(ctx context.Context) error {
+	if _, err := t.tx.Exec(ctx, `SELECT value FROM meta WHERE key = 'hierarchy_version' FOR UPDATE`); err != nil {
+		return fmt.Errorf("lock hierarchy: %w", mapErr(err))
+	}
+	return nil
 }
 
 func (t *tx) BumpHierarchyVersion(ctx context.Context) error {

@@ -240,10 +240,16 @@ func (s *Store) InTx(ctx context.Context, fn func(store.Tx) error) error {
 		return fmt.Errorf("begin: %w", mapErr(err))
 	}
 	tx := &tx{s: s, tx: sqlTx, q: cached{cache: s.stmts, db: s.write, tx: sqlTx}}
+	committed := false
+	defer func() {
+		if !committed { // also on panic: release the writer connection
+			_ = sqlTx.Rollback()
+		}
+	}()
 	if err := fn(tx); err != nil {
-		_ = sqlTx.Rollback()
 		return err
 	}
+	committed = true
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", mapErr(err))
 	}

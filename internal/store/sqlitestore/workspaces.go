@@ -37,19 +37,19 @@ func fromMS(v sql.NullInt64) time.Time {
 
 const workspaceCols = `id, name, role, COALESCE(parent_id, ''), url, agent_card, status, degraded_reasons, pause_origin,
 	max_concurrent_tasks, active_tasks, current_task, last_heartbeat_at, last_error_rate, last_sample_error,
-	uptime_seconds, probe_failures, outbound_secret, version, created_at, updated_at, updated_by`
+	uptime_seconds, probe_failures, last_probe_at, outbound_secret, version, created_at, updated_at, updated_by`
 
 func scanWorkspace(row scanner) (store.Workspace, error) {
 	var (
-		w                store.Workspace
-		card             sql.NullString
-		reasons          string
-		lastHB           sql.NullInt64
-		created, updated int64
+		w                 store.Workspace
+		card              sql.NullString
+		reasons           string
+		lastHB, lastProbe sql.NullInt64
+		created, updated  int64
 	)
 	err := row.Scan(&w.ID, &w.Name, &w.Role, &w.ParentID, &w.URL, &card, &w.Status, &reasons, &w.PauseOrigin,
 		&w.MaxConcurrentTasks, &w.ActiveTasks, &w.CurrentTask, &lastHB, &w.LastErrorRate, &w.LastSampleError,
-		&w.UptimeSeconds, &w.ProbeFailures, &w.OutboundSecret, &w.Version, &created, &updated, &w.UpdatedBy)
+		&w.UptimeSeconds, &w.ProbeFailures, &lastProbe, &w.OutboundSecret, &w.Version, &created, &updated, &w.UpdatedBy)
 	if err != nil {
 		return w, err
 	}
@@ -62,7 +62,7 @@ func scanWorkspace(row scanner) (store.Workspace, error) {
 	if len(w.DegradedReasons) == 0 {
 		w.DegradedReasons = nil
 	}
-	w.LastHeartbeatAt = fromMS(lastHB)
+	w.LastHeartbeatAt, w.LastProbeAt = fromMS(lastHB), fromMS(lastProbe)
 	w.CreatedAt = time.UnixMilli(created).UTC()
 	w.UpdatedAt = time.UnixMilli(updated).UTC()
 	return w, nil
@@ -224,11 +224,11 @@ func (t *tx) UpdateWorkspace(ctx context.Context, w store.Workspace) (bool, erro
 	res, err := t.q.ExecContext(ctx, `UPDATE workspaces SET name = ?, role = ?, parent_id = ?, url = ?, agent_card = ?,
 		status = ?, degraded_reasons = ?, pause_origin = ?, max_concurrent_tasks = ?, active_tasks = ?, current_task = ?,
 		last_heartbeat_at = ?, last_error_rate = ?, last_sample_error = ?, uptime_seconds = ?, probe_failures = ?,
-		version = version + 1, updated_at = ?, updated_by = ?
+		last_probe_at = ?, version = version + 1, updated_at = ?, updated_by = ?
 		WHERE id = ? AND version = ?`,
 		w.Name, w.Role, nullString(w.ParentID), w.URL, cardValue(w.AgentCard), w.Status, reasonsJSON(w.DegradedReasons),
 		w.PauseOrigin, w.MaxConcurrentTasks, w.ActiveTasks, w.CurrentTask, ms(w.LastHeartbeatAt), w.LastErrorRate,
-		w.LastSampleError, w.UptimeSeconds, w.ProbeFailures, w.UpdatedAt.UnixMilli(), w.UpdatedBy, w.ID, w.Version)
+		w.LastSampleError, w.UptimeSeconds, w.ProbeFailures, ms(w.LastProbeAt), w.UpdatedAt.UnixMilli(), w.UpdatedBy, w.ID, w.Version)
 	if err != nil {
 		return false, fmt.Errorf("update workspace %s: %w", w.ID, mapErr(err))
 	}
@@ -239,6 +239,10 @@ func (t *tx) UpdateWorkspace(ctx context.Context, w store.Workspace) (bool, erro
 func (t *tx) Hierarchy(ctx context.Context) ([]store.HierarchyNode, int64, error) {
 	return hierarchy(ctx, t.q)
 }
+
+// LockHierarchy is a no-op on SQLite: write transactions already run one at
+// a time (IMMEDIATE, behind the writer semaphore).
+func (t *tx) LockHierarchy(context.Context) error { return nil }
 
 func (t *tx) BumpHierarchyVersion(ctx context.Context) error {
 	_, err := t.q.ExecContext(ctx, `UPDATE meta SET value = value + 1 WHERE key = 'hierarchy_version'`)

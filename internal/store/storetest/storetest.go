@@ -79,6 +79,7 @@ func event(typ string) store.EventInput {
 // Run runs the whole suite against the back end that open creates.
 func Run(t *testing.T, open Opener) {
 	runWorkspaces(t, open)
+	runActivity(t, open)
 	t.Run("MigrateIsIdempotent", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, open)
