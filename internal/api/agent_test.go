@@ -1,6 +1,9 @@
 package api
 
 import (
+	"time"
+
+	"github.com/agentplane/agentplane/internal/auth"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -28,3 +31,7 @@ func newCardServer(t *testing.T) (string, *atomic.Bool) {
 	t.Cleanup(srv.Close)
 	return srv.URL, healthy
 }
+
+func httpClient() *http.Client { return &http.Client{Timeout: 5 * time.Second} }
+
+func adminPrincipal() *auth.Principal { return &auth.Principal{Kind: auth.KindAdmin, Name: "test"} }

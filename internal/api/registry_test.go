@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -328,10 +327,12 @@ func TestHealthSweep(t *testing.T) {
 	agent, healthy := newCardServer(t)
 	w := b.do("POST", "/registry/register", map[string]any{"url": agent}, bearer(b.ownToken))
 	require.Equal(t, 200, w.Code, w.Body.String())
-	client := &http.Client{Timeout: 5 * time.Second}
 	h := supervise.NewRegistry(b.clock).Declare("health-sweep", registry.SweepInterval)
 
-	sweep := func() { require.NoError(t, b.registry.SweepOnce(b.ctx, h, client)) }
+	sweep := func() {
+		require.NoError(t, b.registry.SweepOnce(b.ctx, h, httpClient()))
+		b.clock.Advance(registry.SweepInterval) // the next sweep is a new interval
+	}
 	sweep()
 	require.Equal(t, "online", b.status(b.ownID))
 	healthy.Store(false)

@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/agentplane/agentplane/internal/store"
 )
@@ -49,12 +51,17 @@ type Event struct {
 	Detail map[string]string
 }
 
-// capLen bounds an untrusted value kept in a log line or a record.
+// capLen bounds an untrusted value kept in a log line or a record (at a rune
+// boundary, so the result stays valid UTF-8).
 func capLen(s string) string {
-	if len(s) > 200 {
-		return s[:200] + "…"
+	if len(s) <= 200 {
+		return s
 	}
-	return s
+	cut := 200
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // Quote makes an untrusted value safe to embed in a human message.
@@ -68,6 +75,14 @@ func (r *Recorder) Record(ctx context.Context, e Event) error {
 		attrs = append(attrs, k, capLen(v))
 	}
 	r.log.Warn("security event", attrs...)
+	// Details come from the request: cap and clean them before they are
+	// stored or streamed (short summaries, SPEC §8.2).
+	clean := make(map[string]string, len(e.Detail))
+	for k, v := range e.Detail {
+		clean[k] = capLen(strings.ReplaceAll(strings.ToValidUTF8(v, "\uFFFD"), "\x00", "\uFFFD"))
+	}
+	e.Detail = clean
+	e.WorkspaceID, e.Actor, e.ClientIP = capLen(e.WorkspaceID), capLen(e.Actor), capLen(e.ClientIP)
 	detail, err := json.Marshal(e.Detail)
 	if err != nil {
 		return fmt.Errorf("security event detail: %w", err)

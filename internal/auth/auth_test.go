@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -141,7 +142,7 @@ func TestAdminTokenFlagAndRevocation(t *testing.T) {
 	admins, err := b.store.ListTokens(b.ctx, store.TokenFilter{Kind: store.TokenAdmin})
 	require.NoError(t, err)
 	require.Len(t, admins, 1)
-	require.Equal(t, "oper…", admins[0].Prefix, "the flag value is never stored or shown")
+	require.Equal(t, "(--admin-token)", admins[0].Prefix, "no part of the flag value is stored or shown")
 
 	err = b.svc.RevokeAdminToken(b.ctx, admins[0].ID)
 	f, ok := fault.As(err)
@@ -235,4 +236,26 @@ func TestFailuresAreRateLimited(t *testing.T) {
 	require.Positive(t, f.RetryAfter)
 	b.clock.Advance(time.Minute)
 	require.NoError(t, try("operator-chosen-secret-value"))
+}
+
+func TestLimitKeyGroupsIPv6By64(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "198.51.100.7", LimitKey("198.51.100.7"))
+	require.Equal(t, "2001:db8:1:2::/64", LimitKey("2001:db8:1:2:aaaa:bbbb:cccc:dddd"))
+	require.Equal(t, LimitKey("2001:db8:1:2::1"), LimitKey("2001:db8:1:2::ffff"))
+}
+
+func TestLimiterKeepsCountingUnderAFlood(t *testing.T) {
+	t.Parallel()
+	c := clock.NewFake(time.Unix(0, 0))
+	l := NewLimiter(c, 20, time.Minute)
+	for i := 0; i < maxClients; i++ {
+		l.fails[fmt.Sprint("filler-", i)] = []time.Time{c.Now()}
+	}
+	for i := 0; i < 21; i++ {
+		l.Fail("attacker")
+	}
+	blocked, _ := l.Blocked("attacker")
+	require.True(t, blocked, "a full table must not let a new client fail open")
+	require.LessOrEqual(t, len(l.fails), maxClients)
 }

@@ -73,3 +73,15 @@ func (c *ClientIP) TLS(r *http.Request) bool {
 	}
 	return false
 }
+
+// LimitKey is the rate-limit bucket of a client address: the address itself
+// for IPv4, its /64 for IPv6 (one host usually owns a whole /64, so keying by
+// full address would let it rotate past the limit).
+func LimitKey(client string) string {
+	a, err := netip.ParseAddr(client)
+	if err != nil || !a.Is6() || a.Is4In6() {
+		return client
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
+}

@@ -62,13 +62,18 @@ func (l *Limiter) Fail(client string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.ops++
-	if l.ops%1024 == 0 || len(l.fails) >= maxClients {
+	if l.ops%1024 == 0 {
 		for c := range l.fails {
 			l.recent(c, now)
 		}
 	}
-	if len(l.fails) >= maxClients {
-		return // under a flood of distinct clients, stop growing
+	if _, known := l.fails[client]; !known && len(l.fails) >= maxClients {
+		// Under a flood of distinct clients, evict one to keep counting the
+		// newcomer: failing open here would let a rotating attacker guess.
+		for c := range l.fails {
+			delete(l.fails, c)
+			break
+		}
 	}
 	fs := append(l.recent(client, now), now)
 	if len(fs) > l.max+1 {

@@ -76,7 +76,7 @@ func (s *Service) ClientIP() *ClientIP { return s.ips }
 // Origin comes with it. Only a request without a bearer falls to the session
 // cookie, whose state-changing requests must come from an allowed Origin.
 func (s *Service) Authenticate(r *http.Request) (*Principal, error) {
-	client := s.ips.Of(r)
+	client := LimitKey(s.ips.Of(r))
 	tok, hasBearer := BearerToken(r)
 	cookie, cookieErr := r.Cookie(SessionCookie)
 	hasCookie := cookieErr == nil && cookie.Value != ""
@@ -94,9 +94,11 @@ func (s *Service) Authenticate(r *http.Request) (*Principal, error) {
 
 func (s *Service) fail(r *http.Request, client, presented string) error {
 	s.limiter.Fail(client)
-	prefix := presented
-	if len(prefix) > PrefixLen {
-		prefix = prefix[:PrefixLen]
+	// Only the public prefix of something shaped like an issued token is
+	// recorded; any other value may be a mistyped secret (--admin-token).
+	prefix := fmt.Sprintf("(not an issued token, %d bytes)", len(presented))
+	if (strings.HasPrefix(presented, AdminPrefix) || strings.HasPrefix(presented, WorkspacePrefix)) && len(presented) > PrefixLen {
+		prefix = presented[:PrefixLen]
 	}
 	if s.audit != nil {
 		if err := s.audit.Record(r.Context(), audit.Event{
@@ -203,7 +205,7 @@ func (s *Service) ownOrigin(r *http.Request) string {
 
 // Login exchanges an admin token for a session; it returns the cookie value.
 func (s *Service) Login(ctx context.Context, r *http.Request, token string) (string, time.Time, error) {
-	client := s.ips.Of(r)
+	client := LimitKey(s.ips.Of(r))
 	if blocked, wait := s.limiter.Blocked(client); blocked {
 		return "", time.Time{}, &fault.Error{Kind: fault.KindRateLimited, Msg: "too many failed authentication attempts; retry later", RetryAfter: wait}
 	}
@@ -282,13 +284,9 @@ func (s *Service) EnsureAdminTokens(ctx context.Context, flagToken string) (boot
 			if err != nil {
 				return err
 			}
-			display := flagToken
-			if len(display) > 4 {
-				display = display[:4]
-			}
 			_, err = tx.InsertToken(ctx, store.Token{
 				ID: uuid.Must(uuid.NewV7()).String(), Kind: store.TokenAdmin, Name: "admin-token-flag-" + fmt.Sprintf("%x", hash[:4]),
-				Hash: hash, Prefix: display + "…", CreatedAt: now, CreatedBy: "system:--admin-token",
+				Hash: hash, Prefix: "(--admin-token)", CreatedAt: now, CreatedBy: "system:--admin-token",
 			})
 			return err
 		})

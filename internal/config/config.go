@@ -190,8 +190,15 @@ func (c *Config) Validate() error {
 			errs = append(errs, errors.New("--redis-url: must look like redis://host:port[/db] or rediss://…"))
 		}
 	}
-	if c.AdminToken != "" && len(c.AdminToken) < 16 {
-		errs = append(errs, fmt.Errorf("--admin-token: must be at least 16 characters, got %d", len(c.AdminToken)))
+	if c.AdminToken != "" {
+		switch {
+		case len(c.AdminToken) < 16:
+			errs = append(errs, fmt.Errorf("--admin-token: must be at least 16 characters, got %d", len(c.AdminToken)))
+		case len(c.AdminToken) > 512:
+			errs = append(errs, fmt.Errorf("--admin-token: must be at most 512 characters, got %d", len(c.AdminToken)))
+		case strings.IndexFunc(c.AdminToken, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0:
+			errs = append(errs, errors.New("--admin-token: must not contain spaces or control characters (it is sent as a bearer token)"))
+		}
 	}
 	c.AllowedOrigins = nil
 	for _, o := range splitList(c.allowedOrigins) {

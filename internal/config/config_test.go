@@ -71,6 +71,7 @@ func TestValidationNamesTheFlag(t *testing.T) {
 		{"BadLogFormat", []string{"--log-format", "xml"}, nil, "--log-format"},
 		{"BadListen", []string{"--listen", "8080"}, nil, "--listen"},
 		{"ShortAdminToken", []string{"--admin-token", "short"}, nil, "--admin-token: must be at least 16"},
+		{"AdminTokenWithSpace", []string{"--admin-token", "has a space in it ok"}, nil, "--admin-token: must not contain spaces"},
 		{"BadOrigin", []string{"--allowed-origins", "https://x.com/path"}, nil, "--allowed-origins"},
 		{"BadProxy", []string{"--trusted-proxies", "not-an-ip"}, nil, "--trusted-proxies"},
 		{"TinyTTL", []string{"--heartbeat-ttl", "1s"}, nil, "--heartbeat-ttl"},

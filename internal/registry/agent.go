@@ -63,16 +63,43 @@ func validCard(field string, card json.RawMessage) error {
 	return nil
 }
 
-// compactCard normalizes a card for storage and comparison.
-func compactCard(card json.RawMessage) json.RawMessage {
+// canonicalCard normalizes a card for storage and comparison: decoded and
+// re-encoded (sorted keys, no spaces), with NUL and lone surrogates — which
+// PostgreSQL's jsonb refuses — replaced by U+FFFD. A card read back from
+// either back end canonicalizes to the same bytes, so "unchanged" is exact.
+func canonicalCard(card json.RawMessage) json.RawMessage {
 	if len(card) == 0 || bytes.Equal(card, []byte("null")) {
 		return nil
 	}
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, card); err != nil {
+	var v any
+	if err := json.Unmarshal(card, &v); err != nil {
 		return card
 	}
-	return buf.Bytes()
+	out, err := json.Marshal(cleanJSON(v))
+	if err != nil {
+		return card
+	}
+	return out
+}
+
+// cleanJSON applies cleanText to every string (keys too) of a decoded value.
+func cleanJSON(v any) any {
+	switch x := v.(type) {
+	case string:
+		return cleanText(x)
+	case []any:
+		for i := range x {
+			x[i] = cleanJSON(x[i])
+		}
+		return x
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, val := range x {
+			out[cleanText(k)] = cleanJSON(val)
+		}
+		return out
+	}
+	return v
 }
 
 // RegisterInput is POST /registry/register.
@@ -100,13 +127,14 @@ func (s *Service) Register(ctx context.Context, c Caller, in RegisterInput) (sto
 	if err := validCard("agent_card", in.AgentCard); err != nil {
 		return store.Workspace{}, err
 	}
-	card := compactCard(in.AgentCard)
+	card := canonicalCard(in.AgentCard)
 	actor := c.Principal.Actor()
 	return s.update(ctx, c.Principal.WorkspaceID, func(tx store.Tx, w *store.Workspace, now time.Time) (bool, error) {
 		if w.Status == store.StatusRemoved {
 			return false, gone(w.ID)
 		}
 		before := *w
+		before.AgentCard = canonicalCard(before.AgentCard)
 		w.URL, w.LastHeartbeatAt, w.UpdatedBy = in.URL, now, actor
 		if card != nil {
 			w.AgentCard = card
@@ -155,7 +183,7 @@ func (s *Service) Heartbeat(ctx context.Context, c Caller, in HeartbeatInput) (s
 	if err := validText("current_task", in.CurrentTask, maxCurrentTaskLen); err != nil {
 		return store.Workspace{}, err
 	}
-	sample := truncate(in.SampleError, maxSampleErrorLen)
+	sample := truncate(cleanText(in.SampleError), maxSampleErrorLen)
 	actor := c.Principal.Actor()
 	w, err := s.update(ctx, c.Principal.WorkspaceID, func(tx store.Tx, w *store.Workspace, now time.Time) (bool, error) {
 		if w.Status == store.StatusRemoved {
@@ -203,13 +231,13 @@ func (s *Service) UpdateCard(ctx context.Context, c Caller, id string, card json
 	if err := validCard("agent_card", card); err != nil {
 		return store.Workspace{}, err
 	}
-	card = compactCard(card)
+	card = canonicalCard(card)
 	actor := c.Principal.Actor()
 	return s.update(ctx, c.Principal.WorkspaceID, func(tx store.Tx, w *store.Workspace, now time.Time) (bool, error) {
 		if w.Status == store.StatusRemoved {
 			return false, gone(w.ID)
 		}
-		if bytes.Equal(card, w.AgentCard) {
+		if bytes.Equal(card, canonicalCard(w.AgentCard)) {
 			return false, nil
 		}
 		w.AgentCard, w.UpdatedBy = card, actor

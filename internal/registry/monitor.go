@@ -213,6 +213,13 @@ func (s *Service) recordProbe(ctx context.Context, id string, ok bool) error {
 		if w.Status != store.StatusOnline && w.Status != store.StatusDegraded {
 			return false, nil // paused, offline or removed meanwhile
 		}
+		// Several replicas sweep the same workspaces: count one probe per
+		// half sweep interval, so "three consecutive failures" means three
+		// sweeps, not three replicas.
+		if !w.LastProbeAt.IsZero() && now.Sub(w.LastProbeAt) < SweepInterval/2 {
+			return false, nil
+		}
+		w.LastProbeAt = now
 		before := *w
 		if ok {
 			w.ProbeFailures = 0
@@ -221,9 +228,6 @@ func (s *Service) recordProbe(ctx context.Context, id string, ok bool) error {
 		}
 		w.DegradedReasons = withReason(w.DegradedReasons, ReasonCardUnreachable, w.ProbeFailures >= ProbeFailuresToDegrade)
 		w.Status = liveStatus(w.DegradedReasons)
-		if before.ProbeFailures == w.ProbeFailures && w.Status == before.Status {
-			return false, nil
-		}
 		w.UpdatedBy = "system:health-sweep"
 		if ev := transitionEvent(before.Status, w.Status, before.DegradedReasons, w.DegradedReasons); ev != "" {
 			return true, emit(ctx, tx, ev, *w, "system:health-sweep", nil)

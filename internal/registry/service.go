@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -169,6 +170,7 @@ func (s *Service) checkURL(raw string) error {
 
 // Create makes a workspace (status awaiting_agent) and its first token.
 func (s *Service) Create(ctx context.Context, actor string, in CreateInput) (Created, error) {
+	in.Name = strings.TrimSpace(in.Name)
 	if err := validName("name", in.Name); err != nil {
 		return Created{}, err
 	}
@@ -193,6 +195,12 @@ func (s *Service) Create(ctx context.Context, actor string, in CreateInput) (Cre
 	plain, hash, prefix := auth.NewToken(auth.WorkspacePrefix)
 	var out store.Workspace
 	err := s.store.InTx(ctx, func(tx store.Tx) error {
+		// Lock before checking the parent: a concurrent removal of the parent
+		// must either finish first (and we refuse) or wait for us (and see
+		// the child).
+		if err := tx.LockHierarchy(ctx); err != nil {
+			return err
+		}
 		now, err := tx.Now(ctx)
 		if err != nil {
 			return err
@@ -279,6 +287,8 @@ func (s *Service) Patch(ctx context.Context, p *auth.Principal, id string, in Pa
 		}
 	}
 	if in.Name != nil {
+		trimmed := strings.TrimSpace(*in.Name)
+		in.Name = &trimmed
 		if err := validName("name", *in.Name); err != nil {
 			return store.Workspace{}, err
 		}
@@ -322,6 +332,10 @@ func (s *Service) Patch(ctx context.Context, p *auth.Principal, id string, in Pa
 			w.URL, changed = *in.URL, append(changed, "url")
 		}
 		if in.ParentID != nil && *in.ParentID != w.ParentID {
+			// Two concurrent re-parents must not both pass the cycle check.
+			if err := tx.LockHierarchy(ctx); err != nil {
+				return false, err
+			}
 			if *in.ParentID != "" {
 				nodes, _, err := tx.Hierarchy(ctx)
 				if err != nil {
@@ -365,7 +379,11 @@ type Child struct {
 // the whole subtree.
 func (s *Service) Delete(ctx context.Context, actor, id string, confirm bool) ([]string, error) {
 	var removed []string
-	err := s.store.InTx(ctx, func(tx store.Tx) error {
+	err := s.retry(ctx, func(tx store.Tx) error {
+		removed = nil
+		if err := tx.LockHierarchy(ctx); err != nil {
+			return err
+		}
 		w, err := tx.GetWorkspace(ctx, id)
 		if err != nil {
 			return err
@@ -432,6 +450,19 @@ func (s *Service) Delete(ctx context.Context, actor, id string, confirm bool) ([
 	return removed, err
 }
 
+// retry runs fn in a transaction again (bounded) when a compare-and-swap
+// inside it lost to a concurrent writer, e.g. a heartbeat in the subtree.
+func (s *Service) retry(ctx context.Context, fn func(tx store.Tx) error) error {
+	var err error
+	for attempt := 0; attempt < casRetries; attempt++ {
+		err = s.store.InTx(ctx, fn)
+		if !errors.Is(err, errRetry) {
+			return err
+		}
+	}
+	return err
+}
+
 func withStatus(w store.Workspace, status string) store.Workspace {
 	w.Status = status
 	return w
@@ -476,7 +507,10 @@ func (s *Service) Resume(ctx context.Context, actor, id string) error {
 
 // cascade applies change to id and its descendants in one transaction.
 func (s *Service) cascade(ctx context.Context, actor, id string, change func(w *store.Workspace, isRoot bool) bool, precheck func(store.Workspace) error) error {
-	err := s.store.InTx(ctx, func(tx store.Tx) error {
+	err := s.retry(ctx, func(tx store.Tx) error {
+		if err := tx.LockHierarchy(ctx); err != nil {
+			return err
+		}
 		root, err := tx.GetWorkspace(ctx, id)
 		if err != nil {
 			return err
