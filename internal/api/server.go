@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"github.com/agentplane/agentplane/internal/activity"
 	"log/slog"
 	"net/http"
 	"time"
@@ -28,6 +29,7 @@ type Deps struct {
 	Authn    auth.Authenticator
 	Auth     *auth.Service
 	Registry *registry.Service
+	Activity *activity.Service
 	ClientIP *auth.ClientIP
 	Audit    *audit.Recorder
 	Log      *slog.Logger
@@ -73,6 +75,12 @@ func (s *Server) Routes() []Route {
 		{http.MethodGet, "/registry/discover/{id}", auth.AnyWorkspace, s.discover},
 		{http.MethodGet, "/registry/{id}/peers", auth.OwnWorkspace, s.peers},
 		{http.MethodPost, "/registry/check-access", auth.AdminOrWorkspace, s.checkAccess},
+
+		{http.MethodPost, "/workspaces/{id}/activity", auth.OwnWorkspace, s.postActivity},
+		{http.MethodGet, "/workspaces/{id}/activity", auth.AdminOrOwn, s.listActivity},
+		{http.MethodPost, "/workspaces/{id}/notify", auth.OwnWorkspace, s.notify},
+		{http.MethodGet, "/events", auth.AdminOrWorkspace, s.listEvents},
+		{http.MethodGet, "/admin/security-events", auth.Admin, s.listSecurityEvents},
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/agentplane/agentplane/internal/activity"
 	"io"
 	"log/slog"
 	"net/http"
@@ -92,7 +93,7 @@ func setupOn(t *testing.T, backend string) *testBundle {
 	})
 	s := New(Deps{
 		Store: st, Live: live, Metrics: metrics.New(live), Authn: authSvc, Auth: authSvc, Registry: reg,
-		ClientIP: ips, Audit: rec, Log: log, MaxBody: 1 << 20,
+		Activity: activity.New(st, log, rec, 4096), ClientIP: ips, Audit: rec, Log: log, MaxBody: 1 << 20,
 	})
 	h, err := s.Handler()
 	require.NoError(t, err)

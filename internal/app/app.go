@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentplane/agentplane/internal/activity"
 	"github.com/agentplane/agentplane/internal/api"
 	"github.com/agentplane/agentplane/internal/audit"
 	"github.com/agentplane/agentplane/internal/auth"
@@ -62,14 +63,16 @@ type App struct {
 	opts  Options
 	clock clock.Clock
 
-	Store    store.Store
-	Live     *supervise.Registry
-	Sup      *supervise.Supervisor
-	Hub      *events.Hub
-	Metrics  *metrics.Metrics
-	Auth     *auth.Service
-	Registry *registry.Service
-	Guard    *netguard.Guard
+	Store     store.Store
+	Live      *supervise.Registry
+	Sup       *supervise.Supervisor
+	Hub       *events.Hub
+	Metrics   *metrics.Metrics
+	Auth      *auth.Service
+	Registry  *registry.Service
+	Activity  *activity.Service
+	Retention *activity.Retention
+	Guard     *netguard.Guard
 
 	listener net.Listener
 	server   *http.Server
@@ -134,9 +137,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	a.Registry = registry.New(registry.Options{
 		Store: st, Clock: a.clock, Log: log, Audit: rec, Hub: hub, URLs: a.Guard, HeartbeatTTL: cfg.HeartbeatTTL,
 	})
+	a.Activity = activity.New(st, log, rec, cfg.ActivityBodyMax)
+	a.Retention = activity.NewRetention(st, a.clock, log.With("subsystem", "retention"), cfg.Retention)
 	srv := api.New(api.Deps{
 		Store: st, Live: a.Live, Metrics: a.Metrics, Log: log, Authn: a.Auth, Auth: a.Auth,
-		Registry: a.Registry, ClientIP: ips, Audit: rec, MaxBody: cfg.MaxBodyBytes,
+		Registry: a.Registry, Activity: a.Activity, ClientIP: ips, Audit: rec, MaxBody: cfg.MaxBodyBytes,
 	})
 	handler, err := srv.Handler()
 	if err != nil {
@@ -216,6 +221,7 @@ func (a *App) Run(ctx context.Context) error {
 			a.log.Info("schema current; starting subsystems")
 			a.Sup.Go(loopCtx, "relay", RelayInterval, a.Hub.Run)
 			a.Sup.Go(loopCtx, "liveness-monitor", registry.MonitorInterval, a.Registry.RunMonitor)
+			a.Sup.Go(loopCtx, "retention", activity.RetentionInterval, a.Retention.Run)
 			probe := a.Guard.Client(0)
 			a.Sup.Go(loopCtx, "health-sweep", registry.SweepInterval, func(ctx context.Context, h *supervise.Heart) error {
 				return a.Registry.RunSweep(ctx, h, probe)

@@ -40,6 +40,7 @@ type Config struct {
 	LogFormat          string
 	LogLevel           string
 	MaxBodyBytes       int64
+	ActivityBodyMax    int
 
 	// raw values of list-valued and decoded flags, kept for Validate.
 	allowedOrigins string
@@ -86,6 +87,7 @@ func Register(fs *flag.FlagSet, scope Scope) *Config {
 	fs.StringVar(&c.secretKey, "secret-key", "", "32-byte key, hex or base64, that encrypts chat-channel secrets at rest; required with --database-url so that every replica uses the same key")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "optional separate address (host:port) serving /metrics without authentication, e.g. for a Prometheus scraper on a private network")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest accepted request body in bytes (larger → 413)")
+	fs.IntVar(&c.ActivityBodyMax, "activity-body-max", 64<<10, "bytes kept of each request/response body in the activity log; longer bodies are cut and flagged truncated")
 	return c
 }
 
@@ -232,6 +234,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, fmt.Errorf("--max-body-bytes: must be at least 1024, got %d", c.MaxBodyBytes))
+	}
+	if c.ActivityBodyMax < 1024 {
+		errs = append(errs, fmt.Errorf("--activity-body-max: must be at least 1024, got %d", c.ActivityBodyMax))
 	}
 	c.SecretKey = nil
 	switch {
