@@ -45,6 +45,10 @@ type BuildOptions struct {
 	// Audit and ClientIP, when set, record identity mismatches.
 	Audit    *audit.Recorder
 	ClientIP *auth.ClientIP
+	// Tickets resolves ?ticket= on stream routes; nil disables tickets.
+	Tickets interface {
+		AuthenticateTicket(r *http.Request) (*auth.Principal, error)
+	}
 }
 
 // Build makes the mux from routes. It fails on a route without a valid auth
@@ -91,6 +95,9 @@ func guard(rt Route, o BuildOptions) http.HandlerFunc {
 	registryRoute := strings.HasPrefix(rt.Pattern, "/registry/")
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, err := o.Authn.Authenticate(r)
+		if err == nil && p == nil && rt.Auth == auth.Stream && o.Tickets != nil {
+			p, err = o.Tickets.AuthenticateTicket(r)
+		}
 		if f, ok := fault.As(err); ok && f.Code == auth.CodeWorkspaceRemoved {
 			if registryRoute {
 				err = &fault.Error{Kind: fault.KindGone, Code: auth.CodeWorkspaceRemoved, Msg: "this workspace was removed; stop this agent"}

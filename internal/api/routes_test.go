@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/agentplane/agentplane/internal/auth"
 	"github.com/stretchr/testify/require"
@@ -130,11 +132,16 @@ func expected(rt Route, cred string) outcome {
 	if rt.Auth == auth.Public || rt.Auth == auth.SignedWebhook {
 		return pass
 	}
-	adminOK := rt.Auth == auth.Admin || rt.Auth == auth.AdminOrOwn || rt.Auth == auth.AdminOrWorkspace
+	adminOK := rt.Auth == auth.Admin || rt.Auth == auth.AdminOrOwn || rt.Auth == auth.AdminOrWorkspace || rt.Auth == auth.Stream
 	hasID := strings.Contains(rt.Pattern, "{id}")
 	switch cred {
 	case "None", "RevokedToken", "InvalidBearerAllowedOrigin":
 		return deny401
+	case "StreamTicket":
+		if rt.Auth == auth.Stream {
+			return pass
+		}
+		return deny401 // a ticket is accepted on stream routes only
 	case "RemovedWorkspaceToken":
 		if strings.HasPrefix(rt.Pattern, "/registry/") {
 			return deny410
@@ -162,7 +169,7 @@ func expected(rt Route, cred string) outcome {
 		switch rt.Auth {
 		case auth.Admin:
 			return deny403
-		case auth.AnyWorkspace, auth.AdminOrWorkspace:
+		case auth.AnyWorkspace, auth.AdminOrWorkspace, auth.Stream:
 			return pass
 		}
 		if hasID {
@@ -189,7 +196,10 @@ func TestAuthMatrix(t *testing.T) {
 					b = setup(t) // a write may change the cast (delete, revoke, pause)
 				}
 				path := strings.NewReplacer("{id}", b.ownID, "{tokenId}", "0190f5d2-8a4b-7c3e-9f1a-2b3c4d5e6f70").Replace(rt.Pattern)
-				req := httptest.NewRequest(rt.Method, path, strings.NewReader("{}"))
+				// Streams run until the client goes: give them a short life.
+				ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+				defer cancel()
+				req := httptest.NewRequest(rt.Method, path, strings.NewReader("{}")).WithContext(ctx)
 				req.Host = "example.com"
 				n := clientSeq.Add(1)
 				req.RemoteAddr = fmt.Sprintf("10.%d.%d.%d:4000", n>>16&255, n>>8&255, n&255)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/agentplane/agentplane/internal/audit"
 	"github.com/agentplane/agentplane/internal/auth"
+	"github.com/agentplane/agentplane/internal/events"
 	"github.com/agentplane/agentplane/internal/httpapi"
 	"github.com/agentplane/agentplane/internal/metrics"
 	"github.com/agentplane/agentplane/internal/registry"
@@ -30,6 +31,7 @@ type Deps struct {
 	Auth     *auth.Service
 	Registry *registry.Service
 	Activity *activity.Service
+	Hub      *events.Hub
 	ClientIP *auth.ClientIP
 	Audit    *audit.Recorder
 	Log      *slog.Logger
@@ -81,6 +83,9 @@ func (s *Server) Routes() []Route {
 		{http.MethodPost, "/workspaces/{id}/notify", auth.OwnWorkspace, s.notify},
 		{http.MethodGet, "/events", auth.AdminOrWorkspace, s.listEvents},
 		{http.MethodGet, "/admin/security-events", auth.Admin, s.listSecurityEvents},
+		{http.MethodPost, "/auth/ws-ticket", auth.AdminOrWorkspace, s.issueTicket},
+		{http.MethodGet, "/events/stream", auth.Stream, s.sseStream},
+		{http.MethodGet, "/ws", auth.Stream, s.wsStream},
 	}
 }
 
@@ -103,7 +108,11 @@ func (s *Server) zeroTime() time.Time { return time.Time{} }
 
 // Handler builds the mux over Routes.
 func (s *Server) Handler() (http.Handler, error) {
-	return Build(s.Routes(), BuildOptions{Authn: s.d.Authn, Metrics: s.d.Metrics, Log: s.d.Log, Audit: s.d.Audit, ClientIP: s.d.ClientIP})
+	o := BuildOptions{Authn: s.d.Authn, Metrics: s.d.Metrics, Log: s.d.Log, Audit: s.d.Audit, ClientIP: s.d.ClientIP}
+	if s.d.Auth != nil {
+		o.Tickets = s.d.Auth
+	}
+	return Build(s.Routes(), o)
 }
 
 // healthz: the process serves HTTP.

@@ -45,6 +45,7 @@ type testBundle struct {
 	store    store.Store
 	registry *registry.Service
 	auth     *auth.Service
+	hub      *events.Hub
 
 	ownID, ownToken         string
 	otherID, otherToken     string
@@ -71,11 +72,17 @@ func setupOn(t *testing.T, backend string) *testBundle {
 	var (
 		st  store.Store
 		err error
+		hub *events.Hub
 	)
+	opts := store.Options{Now: c.Now, OnCommit: func(id int64) {
+		if hub != nil {
+			hub.Notify(id)
+		}
+	}}
 	if backend == "postgres" {
-		st, err = pgstore.Open(ctx, testenv.PostgresSchema(t), store.Options{Now: c.Now})
+		st, err = pgstore.Open(ctx, testenv.PostgresSchema(t), opts)
 	} else {
-		st, err = sqlitestore.Open(ctx, t.TempDir(), store.Options{Now: c.Now})
+		st, err = sqlitestore.Open(ctx, t.TempDir(), opts)
 	}
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
@@ -87,17 +94,18 @@ func setupOn(t *testing.T, backend string) *testBundle {
 	authSvc := auth.NewService(auth.Options{Store: st, Clock: c, Log: log, Audit: rec, ClientIP: ips, AllowedOrigins: []string{"https://canvas.example.com"}})
 	_, err = authSvc.EnsureAdminTokens(ctx, adminToken)
 	require.NoError(t, err)
+	hub = events.NewHub(st, c, log, time.Second)
 	reg := registry.New(registry.Options{
-		Store: st, Clock: c, Log: log, Audit: rec, Hub: events.NewHub(st, c, log, time.Second),
+		Store: st, Clock: c, Log: log, Audit: rec, Hub: hub,
 		URLs: netguard.New(netguard.Options{AllowPrivate: true}), HeartbeatTTL: 90 * time.Second,
 	})
 	s := New(Deps{
 		Store: st, Live: live, Metrics: metrics.New(live), Authn: authSvc, Auth: authSvc, Registry: reg,
-		Activity: activity.New(st, log, rec, 4096), ClientIP: ips, Audit: rec, Log: log, MaxBody: 1 << 20,
+		Activity: activity.New(st, log, rec, 4096), Hub: hub, ClientIP: ips, Audit: rec, Log: log, MaxBody: 1 << 20,
 	})
 	h, err := s.Handler()
 	require.NoError(t, err)
-	b := &testBundle{t: t, ctx: ctx, server: s, handler: h, live: live, clock: c, store: st, registry: reg, auth: authSvc}
+	b := &testBundle{t: t, ctx: ctx, server: s, handler: h, live: live, clock: c, store: st, registry: reg, auth: authSvc, hub: hub}
 
 	own, err := reg.Create(ctx, "admin:test", registry.CreateInput{Name: "Own"})
 	require.NoError(t, err)
@@ -165,4 +173,29 @@ func decodeBody[T any](t *testing.T, w *httptest.ResponseRecorder) T {
 	var v T
 	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &v), w.Body.String())
 	return v
+}
+
+// ticket mints a fresh stream ticket for the own workspace.
+func ticket(b *testBundle) reqOpt {
+	w := b.do("POST", "/auth/ws-ticket", nil, bearer(b.ownToken))
+	require.Equal(b.t, 201, w.Code, w.Body.String())
+	tk := decodeBody[map[string]any](b.t, w)["ticket"].(string)
+	return func(r *http.Request) {
+		q := r.URL.Query()
+		q.Set("ticket", tk)
+		r.URL.RawQuery = q.Encode()
+	}
+}
+
+// serve runs the hub's reader and a real HTTP server for stream tests.
+func (b *testBundle) serve() string {
+	b.t.Helper()
+	require.NoError(b.t, b.hub.Prime(b.ctx))
+	ctx, cancel := context.WithCancel(context.Background())
+	heart := supervise.NewRegistry(b.clock).Declare("relay", time.Second)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = b.hub.Run(ctx, heart) }()
+	srv := httptest.NewServer(b.handler)
+	b.t.Cleanup(func() { srv.Close(); cancel(); <-done; b.hub.Close() })
+	return srv.URL
 }

@@ -141,7 +141,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	a.Retention = activity.NewRetention(st, a.clock, log.With("subsystem", "retention"), cfg.Retention)
 	srv := api.New(api.Deps{
 		Store: st, Live: a.Live, Metrics: a.Metrics, Log: log, Authn: a.Auth, Auth: a.Auth,
-		Registry: a.Registry, Activity: a.Activity, ClientIP: ips, Audit: rec, MaxBody: cfg.MaxBodyBytes,
+		Registry: a.Registry, Activity: a.Activity, Hub: hub, ClientIP: ips, Audit: rec, MaxBody: cfg.MaxBodyBytes,
 	})
 	handler, err := srv.Handler()
 	if err != nil {
@@ -217,6 +217,9 @@ func (a *App) Run(ctx context.Context) error {
 			a.printBootstrap(bootstrap)
 		}
 		h.Beat()
+		if err := a.Hub.Prime(ctx); err != nil {
+			return err
+		}
 		once.Do(func() {
 			a.log.Info("schema current; starting subsystems")
 			a.Sup.Go(loopCtx, "relay", RelayInterval, a.Hub.Run)

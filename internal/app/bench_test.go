@@ -143,7 +143,8 @@ func BenchmarkOfflineDetection(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		c, err := a.Registry.Create(context.Background(), "admin:bench", registry.CreateInput{Name: fmt.Sprintf("offline-%d", i)})
 		require.NoError(b, err)
-		sub, _ := a.Hub.Subscribe(1000)
+		sub, _, err := a.Hub.Subscribe(1000)
+		require.NoError(b, err)
 		caller := registry.Caller{Principal: &auth.Principal{Kind: auth.KindWorkspace, WorkspaceID: c.Workspace.ID}}
 		_, err = a.Registry.Register(context.Background(), caller, registry.RegisterInput{URL: "http://127.0.0.1:9"})
 		require.NoError(b, err)

@@ -37,11 +37,15 @@ const (
 	// SignedWebhook routes carry no platform credentials; the handler verifies
 	// the sender's signature over the raw body instead.
 	SignedWebhook Class = "signed_webhook"
+	// Stream routes (WebSocket, SSE) accept what AdminOrWorkspace accepts,
+	// and also a single-use ?ticket= from POST /auth/ws-ticket, since
+	// browsers cannot set headers on a WebSocket request.
+	Stream Class = "stream"
 )
 
 // Classes lists every class, for tests that enumerate them.
 func Classes() []Class {
-	return []Class{Public, Admin, OwnWorkspace, AnyWorkspace, AdminOrOwn, AdminOrWorkspace, SignedWebhook}
+	return []Class{Public, Admin, OwnWorkspace, AnyWorkspace, AdminOrOwn, AdminOrWorkspace, SignedWebhook, Stream}
 }
 
 // Valid reports whether c is a defined class.
@@ -166,7 +170,7 @@ func Check(c Class, p *Principal, r *http.Request) error {
 			return nil
 		}
 		return fault.Forbidden("workspace token does not belong to this workspace")
-	case AdminOrWorkspace:
+	case AdminOrWorkspace, Stream:
 		if isAdmin || isWS {
 			return nil
 		}

@@ -361,3 +361,52 @@ func (s *Service) RevokeAdminToken(ctx context.Context, id string) error {
 		return nil
 	})
 }
+
+// TicketTTL is how long a stream ticket stays valid (SPEC §8.3).
+const TicketTTL = 60 * time.Second
+
+// IssueTicket returns a single-use ticket standing for p for TicketTTL.
+func (s *Service) IssueTicket(ctx context.Context, p *Principal) (string, time.Time, error) {
+	var raw [32]byte
+	_, _ = rand.Read(raw[:])
+	value := "apt_" + base64.RawURLEncoding.EncodeToString(raw[:])
+	var expires time.Time
+	err := s.store.InTx(ctx, func(tx store.Tx) error {
+		now, err := tx.Now(ctx)
+		if err != nil {
+			return err
+		}
+		expires = now.Add(TicketTTL)
+		return tx.InsertTicket(ctx, store.Ticket{
+			Hash: HashToken(value), PrincipalKind: string(p.Kind), PrincipalName: p.Name,
+			WorkspaceID: p.WorkspaceID, TokenID: p.TokenID, ExpiresAt: expires,
+		})
+	})
+	return value, expires, err
+}
+
+// AuthenticateTicket resolves ?ticket= of a stream request, consuming it.
+// It returns (nil, nil) when the request carries no ticket.
+func (s *Service) AuthenticateTicket(r *http.Request) (*Principal, error) {
+	value := r.URL.Query().Get("ticket")
+	if value == "" {
+		return nil, nil
+	}
+	client := LimitKey(s.ips.Of(r))
+	if blocked, wait := s.limiter.Blocked(client); blocked {
+		return nil, &fault.Error{Kind: fault.KindRateLimited, Msg: "too many failed authentication attempts; retry later", RetryAfter: wait}
+	}
+	now, err := s.store.Now(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	tk, err := s.store.ConsumeTicket(r.Context(), HashToken(value), now)
+	if errors.Is(err, store.ErrNotFound) {
+		s.limiter.Fail(client)
+		return nil, fault.Unauthorized()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Principal{Kind: Kind(tk.PrincipalKind), Name: tk.PrincipalName, WorkspaceID: tk.WorkspaceID, TokenID: tk.TokenID}, nil
+}

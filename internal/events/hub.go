@@ -35,6 +35,11 @@ var ErrSlowConsumer = errors.New("subscriber fell behind; resume with since=<las
 // ErrHubClosed closes subscriptions when the hub stops.
 var ErrHubClosed = errors.New("event hub stopped")
 
+// ErrNotReady refuses subscriptions before the hub knows where the live feed
+// starts (Prime): a start position of 0 would make a resuming client skip
+// its replay.
+var ErrNotReady = errors.New("event hub starting")
+
 // ReadBatch bounds one read of the events table.
 const ReadBatch = 500
 
@@ -49,6 +54,7 @@ type Hub struct {
 	mu     sync.Mutex
 	subs   map[*Subscription]struct{}
 	last   int64
+	ready  bool
 	closed bool
 }
 
@@ -100,22 +106,47 @@ func (s *Subscription) Err() error {
 // Close ends the subscription.
 func (s *Subscription) Close() { s.hub.drop(s, nil) }
 
+// Prime reads where the live feed starts (the newest stored event). It is
+// idempotent; Run primes itself, and the server primes before it starts
+// streaming.
+func (h *Hub) Prime(ctx context.Context) error {
+	h.mu.Lock()
+	ready := h.ready
+	h.mu.Unlock()
+	if ready {
+		return nil
+	}
+	latest, err := h.store.LatestEventID(ctx)
+	if err != nil {
+		return fmt.Errorf("relay: read start position: %w", err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.ready {
+		h.last, h.ready = latest, true
+	}
+	return nil
+}
+
 // Subscribe registers a subscriber with a queue of size buffer. It reports the
 // id the live feed starts after, so a client can replay (after, start] from
-// the store first and then follow live without gaps or duplicates.
-func (h *Hub) Subscribe(buffer int) (*Subscription, int64) {
+// the store first and then follow live without gaps or duplicates. Before
+// Prime it fails with ErrNotReady.
+func (h *Hub) Subscribe(buffer int) (*Subscription, int64, error) {
 	if buffer <= 0 {
 		buffer = 256
 	}
 	s := &Subscription{hub: h, c: make(chan store.Event, buffer), done: make(chan struct{})}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closed {
-		s.end(ErrHubClosed)
-		return s, h.last
+	switch {
+	case h.closed:
+		return nil, 0, ErrHubClosed
+	case !h.ready:
+		return nil, 0, ErrNotReady
 	}
 	h.subs[s] = struct{}{}
-	return s, h.last
+	return s, h.last, nil
 }
 
 func (s *Subscription) end(err error) {
@@ -176,17 +207,8 @@ func (h *Hub) Subscribers() int {
 // Run is the node's reader loop; run it under supervise as "relay". It starts
 // after the newest stored event and beats after every pass, empty or not.
 func (h *Hub) Run(ctx context.Context, heart *supervise.Heart) error {
-	h.mu.Lock()
-	needStart := h.last == 0
-	h.mu.Unlock()
-	if needStart {
-		latest, err := h.store.LatestEventID(ctx)
-		if err != nil {
-			return fmt.Errorf("relay: read start position: %w", err)
-		}
-		h.mu.Lock()
-		h.last = latest
-		h.mu.Unlock()
+	if err := h.Prime(ctx); err != nil {
+		return err
 	}
 	timer := h.clock.NewTimer(h.interval)
 	defer timer.Stop()

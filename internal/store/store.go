@@ -91,6 +91,9 @@ type Store interface {
 	ListEvents(ctx context.Context, f EventFilter) ([]Event, error)
 	// ListSecurityEvents pages through security events, newest first.
 	ListSecurityEvents(ctx context.Context, f SecurityEventFilter) ([]SecurityEvent, error)
+	// ConsumeTicket deletes and returns the ticket with this hash if it has
+	// not expired at now; ErrNotFound otherwise (unknown, used or expired).
+	ConsumeTicket(ctx context.Context, hash []byte, now time.Time) (Ticket, error)
 	// PruneActivity deletes at most batch activity rows created before cutoff.
 	PruneActivity(ctx context.Context, cutoff time.Time, batch int) (int64, error)
 }
@@ -143,6 +146,8 @@ type Tx interface {
 	InsertSecurityEvent(ctx context.Context, e SecurityEvent) (int64, error)
 	// InsertActivity stores one activity row.
 	InsertActivity(ctx context.Context, a Activity) error
+	// InsertTicket stores a stream ticket (and drops expired ones).
+	InsertTicket(ctx context.Context, t Ticket) error
 }
 
 // CommitHook is called after a transaction that appended events commits, with

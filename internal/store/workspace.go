@@ -131,3 +131,13 @@ type SecurityEvent struct {
 	Detail      json.RawMessage
 	CreatedAt   time.Time
 }
+
+// Ticket is a single-use stream credential standing for a principal.
+type Ticket struct {
+	Hash          []byte
+	PrincipalKind string
+	PrincipalName string
+	WorkspaceID   string
+	TokenID       string
+	ExpiresAt     time.Time
+}

@@ -108,3 +108,24 @@ func runActivity(t *testing.T, open Opener) {
 		require.Equal(t, w.LastProbeAt, got.LastProbeAt)
 	})
 }
+
+func runTickets(t *testing.T, open Opener) {
+	t.Run("TicketSingleUseAndExpiry", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, open)
+		now := b.clock.Now().Truncate(time.Millisecond).UTC()
+		tk := store.Ticket{Hash: hashOf("apt_1"), PrincipalKind: "workspace", WorkspaceID: newID(), TokenID: newID(), ExpiresAt: now.Add(time.Minute)}
+		require.NoError(t, b.store.InTx(b.ctx, func(tx store.Tx) error { return tx.InsertTicket(b.ctx, tk) }))
+		got, err := b.store.ConsumeTicket(b.ctx, tk.Hash, now)
+		require.NoError(t, err)
+		require.Equal(t, tk.WorkspaceID, got.WorkspaceID)
+		require.Equal(t, tk.ExpiresAt, got.ExpiresAt)
+		_, err = b.store.ConsumeTicket(b.ctx, tk.Hash, now)
+		require.ErrorIs(t, err, store.ErrNotFound, "single use")
+
+		late := store.Ticket{Hash: hashOf("apt_2"), PrincipalKind: "admin", ExpiresAt: now.Add(time.Minute)}
+		require.NoError(t, b.store.InTx(b.ctx, func(tx store.Tx) error { return tx.InsertTicket(b.ctx, late) }))
+		_, err = b.store.ConsumeTicket(b.ctx, late.Hash, now.Add(time.Minute))
+		require.ErrorIs(t, err, store.ErrNotFound, "expired at its expiry instant")
+	})
+}

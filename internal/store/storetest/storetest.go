@@ -80,6 +80,7 @@ func event(typ string) store.EventInput {
 func Run(t *testing.T, open Opener) {
 	runWorkspaces(t, open)
 	runActivity(t, open)
+	runTickets(t, open)
 	t.Run("MigrateIsIdempotent", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, open)

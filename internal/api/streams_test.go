@@ -1,0 +1,214 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+)
+
+type envelope struct {
+	ID          int64           `json:"id"`
+	Event       string          `json:"event"`
+	WorkspaceID string          `json:"workspace_id"`
+	Payload     json.RawMessage `json:"payload"`
+}
+
+func dialWS(t *testing.T, url string, h http.Header) (*websocket.Conn, *http.Response, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return websocket.Dial(ctx, "ws"+strings.TrimPrefix(url, "http"), &websocket.DialOptions{HTTPHeader: h})
+}
+
+func readWS(t *testing.T, c *websocket.Conn) envelope {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	typ, b, err := c.Read(ctx)
+	require.NoError(t, err)
+	require.Equal(t, websocket.MessageText, typ)
+	var e envelope
+	require.NoError(t, json.Unmarshal(b, &e))
+	return e
+}
+
+func (b *testBundle) logActivity(summary string) {
+	b.t.Helper()
+	w := b.do("POST", "/workspaces/"+b.ownID+"/activity", map[string]any{"activity_type": "agent_log", "summary": summary}, bearer(b.ownToken))
+	require.Equal(b.t, 200, w.Code, w.Body.String())
+}
+
+func (b *testBundle) latest() int64 {
+	b.t.Helper()
+	id, err := b.store.LatestEventID(b.ctx)
+	require.NoError(b.t, err)
+	return id
+}
+
+func TestStreams(t *testing.T) {
+	t.Parallel()
+
+	t.Run("UnauthenticatedAndCrossSiteUpgradesRefused", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		base := b.serve()
+		_, resp, err := dialWS(t, base+"/ws", nil)
+		require.Error(t, err)
+		require.Equal(t, 401, resp.StatusCode)
+		r, err := http.Get(base + "/events/stream")
+		require.NoError(t, err)
+		r.Body.Close()
+		require.Equal(t, 401, r.StatusCode)
+
+		h := http.Header{"Cookie": {"agentplane_session=" + b.session}, "Origin": {"https://evil.example"}}
+		_, resp, err = dialWS(t, base+"/ws", h)
+		require.Error(t, err)
+		require.Equal(t, 403, resp.StatusCode, "cookie upgrade from a foreign origin")
+		h.Set("Origin", "https://canvas.example.com") // in --allowed-origins
+		c, _, err := dialWS(t, base+"/ws", h)
+		require.NoError(t, err)
+		c.CloseNow()
+	})
+
+	t.Run("TicketIsSingleUse", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		base := b.serve()
+		w := b.do("POST", "/auth/ws-ticket", nil, bearer(b.ownToken))
+		require.Equal(t, 201, w.Code)
+		tk := decodeBody[map[string]any](t, w)["ticket"].(string)
+		c, _, err := dialWS(t, base+"/ws?ticket="+tk, nil)
+		require.NoError(t, err)
+		c.CloseNow()
+		_, resp, err := dialWS(t, base+"/ws?ticket="+tk, nil)
+		require.Error(t, err)
+		require.Equal(t, 401, resp.StatusCode, "a used ticket is dead")
+		w = b.do("POST", "/auth/ws-ticket", nil, bearer(adminToken))
+		tk = decodeBody[map[string]any](t, w)["ticket"].(string)
+		b.clock.Advance(61 * time.Second)
+		_, resp, err = dialWS(t, base+"/ws?ticket="+tk, nil)
+		require.Error(t, err)
+		require.Equal(t, 401, resp.StatusCode, "an expired ticket is dead")
+	})
+
+	t.Run("WebSocketResumesWithoutGapsOrDuplicates", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		base := b.serve()
+		b.logActivity("one")
+		mark := b.latest()
+		b.logActivity("two")
+		b.logActivity("three")
+		c, _, err := dialWS(t, base+"/ws?since="+itoa(mark)+"&workspace_id="+b.ownID, http.Header{"Authorization": {"Bearer " + adminToken}})
+		require.NoError(t, err)
+		defer c.CloseNow()
+		var got []int64
+		for i := 0; i < 2; i++ {
+			e := readWS(t, c)
+			require.Equal(t, "ACTIVITY_LOGGED", e.Event)
+			got = append(got, e.ID)
+		}
+		b.logActivity("four") // live, after the replay
+		e := readWS(t, c)
+		require.Equal(t, "ACTIVITY_LOGGED", e.Event)
+		got = append(got, e.ID)
+		require.Equal(t, 3, len(got))
+		require.Greater(t, got[0], mark)
+		require.Less(t, got[0], got[1])
+		require.Less(t, got[1], got[2])
+		require.Equal(t, b.latest(), got[2])
+	})
+
+	t.Run("SSEReplaysFromLastEventIDThenFollowsLive", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		base := b.serve()
+		b.logActivity("before")
+		mark := b.latest()
+		b.logActivity("missed")
+		req, err := http.NewRequest("GET", base+"/events/stream?workspace_id="+b.ownID, nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+b.ownToken)
+		req.Header.Set("Last-Event-ID", itoa(mark))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+		sc := bufio.NewScanner(resp.Body)
+		next := func() (string, envelope) {
+			var id string
+			for sc.Scan() {
+				line := sc.Text()
+				switch {
+				case strings.HasPrefix(line, "id: "):
+					id = strings.TrimPrefix(line, "id: ")
+				case strings.HasPrefix(line, "data: "):
+					var e envelope
+					require.NoError(t, json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &e))
+					return id, e
+				}
+			}
+			t.Fatal("stream ended")
+			return "", envelope{}
+		}
+		id, e := next()
+		require.Equal(t, "ACTIVITY_LOGGED", e.Event)
+		require.Equal(t, itoa(e.ID), id)
+		require.Greater(t, e.ID, mark)
+		// Live: a heartbeat is ephemeral (no id), then a persisted event.
+		require.Equal(t, 200, b.do("POST", "/registry/register", map[string]any{"url": "http://127.0.0.1:9"}, bearer(b.ownToken)).Code)
+		require.Equal(t, 200, b.do("POST", "/registry/heartbeat", map[string]any{}, bearer(b.ownToken)).Code)
+		seen := map[string]string{}
+		for len(seen) < 2 {
+			id, e := next()
+			if e.Event == "WORKSPACE_HEARTBEAT" || e.Event == "WORKSPACE_ONLINE" {
+				seen[e.Event] = id
+			}
+		}
+		require.Empty(t, seen["WORKSPACE_HEARTBEAT"], "ephemeral events have no id")
+		require.NotEmpty(t, seen["WORKSPACE_ONLINE"])
+	})
+
+	t.Run("WorkspaceStreamSeesOnlyWhatTheCatalogueAllows", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		base := b.serve()
+		c, _, err := dialWS(t, base+"/ws", http.Header{"Authorization": {"Bearer " + b.otherToken}})
+		require.NoError(t, err)
+		defer c.CloseNow()
+		// Invisible to "other": own's activity (workspace audience) and a
+		// security event (admin only). Visible: own's status (reachable).
+		b.logActivity("private to own")
+		require.Equal(t, 403, b.do("POST", "/workspaces/"+b.ownID+"/activity", map[string]any{"activity_type": "agent_log", "source_id": b.otherID}, bearer(b.ownToken)).Code)
+		require.Equal(t, 200, b.do("POST", "/registry/register", map[string]any{"url": "http://127.0.0.1:9"}, bearer(b.ownToken)).Code)
+		for {
+			e := readWS(t, c)
+			require.NotEqual(t, "ACTIVITY_LOGGED", e.Event)
+			require.NotEqual(t, "SECURITY_EVENT", e.Event)
+			if e.Event == "WORKSPACE_ONLINE" {
+				require.Equal(t, b.ownID, e.WorkspaceID)
+				break
+			}
+		}
+	})
+
+	t.Run("BadResumeParameters", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		require.Equal(t, 400, b.do("GET", "/events/stream?since=abc", nil, bearer(adminToken)).Code)
+		require.Equal(t, 400, b.do("GET", "/events/stream?workspace_id=nope", nil, bearer(adminToken)).Code)
+		require.Equal(t, 400, b.do("GET", "/events/stream", nil, bearer(adminToken), header("Last-Event-ID", "-4")).Code)
+	})
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
