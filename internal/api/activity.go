@@ -142,6 +142,12 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	f := store.EventFilter{AfterID: since, Type: q.Get("type"), Limit: limit}
+	if pos, ok := s.d.Hub.Position(); ok {
+		f.UpToID = pos // never past the relay's high-water mark
+	} else {
+		s.fail(w, r, fault.Unavailable(2*time.Second, "the event history is not ready yet; retry"))
+		return
+	}
 	if v := q.Get("workspace_id"); v != "" {
 		id, err := uuid.Parse(v)
 		if err != nil {

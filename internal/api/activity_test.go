@@ -200,6 +200,8 @@ func TestEventVisibility(t *testing.T) {
 		require.Equal(t, 200, b.do("POST", "/workspaces/"+b.ownID+"/activity", map[string]any{"activity_type": "agent_log"}, bearer(b.ownToken)).Code)
 		require.Equal(t, 200, b.do("POST", "/workspaces/"+b.otherID+"/notify", map[string]any{"message": "hello"}, bearer(b.otherToken)).Code)
 		require.Equal(t, 403, b.do("POST", "/workspaces/"+b.ownID+"/activity", map[string]any{"activity_type": "agent_log", "source_id": b.otherID}, bearer(b.ownToken)).Code)
+		b.serve()
+		b.caughtUp()
 
 		seen := func(tok string, query string) map[string]int {
 			w := b.do("GET", "/events"+query, nil, bearer(tok))

@@ -18,7 +18,7 @@ import (
 // eventsOf returns the persisted event types about workspace id, in order.
 func (b *testBundle) eventsOf(id string) []string {
 	b.t.Helper()
-	evs, err := b.store.EventsAfter(b.ctx, 0, 1000)
+	evs, err := b.store.ListEvents(b.ctx, store.EventFilter{Limit: 1000})
 	require.NoError(b.t, err)
 	var out []string
 	for _, e := range evs {
@@ -32,7 +32,7 @@ func (b *testBundle) eventsOf(id string) []string {
 // stateEvents counts persisted events other than security records.
 func (b *testBundle) stateEvents() int {
 	b.t.Helper()
-	evs, err := b.store.EventsAfter(b.ctx, 0, 10000)
+	evs, err := b.store.ListEvents(b.ctx, store.EventFilter{Limit: 10000})
 	require.NoError(b.t, err)
 	n := 0
 	for _, e := range evs {
@@ -52,7 +52,7 @@ func (b *testBundle) status(id string) string {
 
 func (b *testBundle) securityEvents() int {
 	b.t.Helper()
-	evs, err := b.store.EventsAfter(b.ctx, 0, 1000)
+	evs, err := b.store.ListEvents(b.ctx, store.EventFilter{Limit: 1000})
 	require.NoError(b.t, err)
 	n := 0
 	for _, e := range evs {
@@ -133,7 +133,7 @@ func testWorkspaceLifecycle(t *testing.T, setup func(*testing.T) *testBundle) {
 		b := setup(t)
 		require.Equal(t, 200, b.register(b.ownToken).Code)
 		require.Equal(t, 200, b.do("POST", "/registry/heartbeat", map[string]any{"error_rate": 0.9}, bearer(b.ownToken)).Code)
-		evs, err := b.store.EventsAfter(b.ctx, 0, 100)
+		evs, err := b.store.ListEvents(b.ctx, store.EventFilter{Limit: 100})
 		require.NoError(t, err)
 		var payload map[string]any
 		for _, e := range evs {

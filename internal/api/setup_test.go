@@ -199,3 +199,16 @@ func (b *testBundle) serve() string {
 	b.t.Cleanup(func() { srv.Close(); cancel(); <-done; b.hub.Close() })
 	return srv.URL
 }
+
+// caughtUp waits until the relay has read every stored event, so that
+// GET /events (capped at the relay's position) shows them.
+func (b *testBundle) caughtUp() {
+	b.t.Helper()
+	latest, err := b.store.LatestEventID(b.ctx)
+	require.NoError(b.t, err)
+	require.Eventually(b.t, func() bool {
+		b.hub.Notify(0)
+		pos, ok := b.hub.Position()
+		return ok && pos >= latest
+	}, 30*time.Second, 5*time.Millisecond)
+}

@@ -197,6 +197,15 @@ func (h *Hub) fanOutLocked(evs []store.Event) {
 	}
 }
 
+// Position is the id the live feed has reached: every event at or below it
+// is committed or known dead. Pollers cap their reads there. ok is false
+// before Prime.
+func (h *Hub) Position() (id int64, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.last, h.ready
+}
+
 // Subscribers returns the number of live subscriptions.
 func (h *Hub) Subscribers() int {
 	h.mu.Lock()

@@ -40,7 +40,10 @@ type ActivityFilter struct {
 
 // EventFilter selects persisted events for GET /events, oldest first.
 type EventFilter struct {
-	AfterID     int64
+	AfterID int64
+	// UpToID, when positive, caps the ids returned (the relay's high-water
+	// mark, so that pollers never skip an event that commits late).
+	UpToID      int64
 	WorkspaceID string
 	Type        string
 	Limit       int

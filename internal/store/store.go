@@ -42,9 +42,13 @@ type Store interface {
 	// after the commit succeeded.
 	InTx(ctx context.Context, fn func(tx Tx) error) error
 	// EventsAfter returns persisted events with id > afterID in id order, at
-	// most limit of them.
+	// most limit of them, and never beyond the high-water mark: an id that a
+	// transaction still in flight may fill stops the list until it commits or
+	// is known dead (PostgreSQL; SQLite commits in id order). A live reader
+	// uses it; it may return fewer events than exist.
 	EventsAfter(ctx context.Context, afterID int64, limit int) ([]Event, error)
-	// LatestEventID returns the highest persisted event id, 0 when none.
+	// LatestEventID returns where a live reader may start: the newest id
+	// below which no id can still commit (0 when none).
 	LatestEventID(ctx context.Context) (int64, error)
 	// PruneEvents deletes at most batch events created before cutoff and
 	// returns how many it deleted (retention, SPEC §8.3). Ids are never reused.

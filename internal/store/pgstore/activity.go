@@ -74,8 +74,8 @@ func (s *Store) ListEvents(ctx context.Context, f store.EventFilter) ([]store.Ev
 		limit = 100
 	}
 	rows, err := s.pool.Query(ctx, `SELECT id, type, COALESCE(workspace_id::text, ''), audience, payload::text, actor, created_at, txid::text
-		FROM events WHERE id > $1 AND ($2 = '' OR workspace_id = NULLIF($2, '')::uuid) AND ($3 = '' OR type = $3)
-		ORDER BY id LIMIT $4`, f.AfterID, f.WorkspaceID, f.Type, limit)
+		FROM events WHERE id > $1 AND ($5::bigint <= 0 OR id <= $5) AND ($2 = '' OR workspace_id = NULLIF($2, '')::uuid) AND ($3 = '' OR type = $3)
+		ORDER BY id LIMIT $4`, f.AfterID, f.WorkspaceID, f.Type, limit, f.UpToID)
 	if err != nil {
 		return nil, fmt.Errorf("list events: %w", mapErr(err))
 	}

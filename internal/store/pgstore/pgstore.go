@@ -17,6 +17,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/agentplane/agentplane/internal/store"
@@ -38,6 +39,9 @@ type Store struct {
 	pool       *pgxpool.Pool
 	opts       store.Options
 	migrations []sqlmigrate.Migration
+	// gap is the high-water mark's state (see highwater.go).
+	gapMu sync.Mutex
+	gap   *gap
 }
 
 var _ store.Store = (*Store)(nil)
@@ -234,9 +238,13 @@ func (t *tx) AppendEvent(ctx context.Context, in store.EventInput) (store.Event,
 	if err != nil {
 		return store.Event{}, false, err
 	}
+	// INSERT … SELECT … WHERE NOT EXISTS draws an id only when a row is
+	// produced: a dedupe hit must not burn a sequence value, because every
+	// burned value is a gap the stream relay has to wait out.
 	var id int64
 	err = t.tx.QueryRow(ctx, `INSERT INTO events (type, workspace_id, audience, payload, actor, dedupe_key, created_at, txid)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::xid8)
+		SELECT $1, $2::uuid, $3, $4::jsonb, $5, $6, $7, $8::text::xid8
+		WHERE $6::text IS NULL OR NOT EXISTS (SELECT 1 FROM events WHERE dedupe_key = $6)
 		ON CONFLICT (dedupe_key) DO NOTHING
 		RETURNING id`,
 		in.Type, nullString(in.WorkspaceID), string(in.Audience), string(payload), in.Actor, nullString(in.DedupeKey), now,
@@ -253,26 +261,6 @@ func (t *tx) AppendEvent(ctx context.Context, in store.EventInput) (store.Event,
 		ID: id, Type: in.Type, WorkspaceID: in.WorkspaceID, Audience: in.Audience,
 		Payload: payload, Actor: in.Actor, CreatedAt: now, TxID: t.txid,
 	}, true, nil
-}
-
-// EventsAfter returns committed events with id > afterID in id order. It does
-// not yet hold back ids that may commit late; the stream relay applies the
-// high-water mark from the TxID of each event.
-func (s *Store) EventsAfter(ctx context.Context, afterID int64, limit int) ([]store.Event, error) {
-	if limit <= 0 {
-		limit = 100
-	}
-	rows, err := s.pool.Query(ctx, `SELECT id, type, COALESCE(workspace_id::text, ''), audience, payload::text, actor, created_at, txid::text
-		FROM events WHERE id > $1 ORDER BY id LIMIT $2`, afterID, limit)
-	if err != nil {
-		return nil, fmt.Errorf("events after %d: %w", afterID, mapErr(err))
-	}
-	defer rows.Close()
-	out, err := scanEvents(rows)
-	if err != nil {
-		return nil, fmt.Errorf("events after %d: %w", afterID, err)
-	}
-	return out, nil
 }
 
 func scanEvents(rows pgx.Rows) ([]store.Event, error) {
@@ -294,15 +282,6 @@ func scanEvents(rows pgx.Rows) ([]store.Event, error) {
 		out = append(out, ev)
 	}
 	return out, mapErr(rows.Err())
-}
-
-// LatestEventID returns the highest committed event id.
-func (s *Store) LatestEventID(ctx context.Context) (int64, error) {
-	var id int64
-	if err := s.pool.QueryRow(ctx, `SELECT COALESCE(MAX(id), 0) FROM events`).Scan(&id); err != nil {
-		return 0, fmt.Errorf("latest event id: %w", mapErr(err))
-	}
-	return id, nil
 }
 
 // PruneEvents deletes at most batch events older than cutoff, skipping rows

@@ -73,8 +73,8 @@ func (s *Store) ListEvents(ctx context.Context, f store.EventFilter) ([]store.Ev
 		limit = 100
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT id, type, COALESCE(workspace_id, ''), audience, payload, actor, created_at
-		FROM events WHERE id > ? AND (? = '' OR workspace_id = ?) AND (? = '' OR type = ?) ORDER BY id LIMIT ?`,
-		f.AfterID, f.WorkspaceID, f.WorkspaceID, f.Type, f.Type, limit)
+		FROM events WHERE id > ? AND (? <= 0 OR id <= ?) AND (? = '' OR workspace_id = ?) AND (? = '' OR type = ?) ORDER BY id LIMIT ?`,
+		f.AfterID, f.UpToID, f.UpToID, f.WorkspaceID, f.WorkspaceID, f.Type, f.Type, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list events: %w", mapErr(err))
 	}
