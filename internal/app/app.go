@@ -38,6 +38,7 @@ import (
 // Beat intervals of the subsystems started here.
 const (
 	RelayInterval   = time.Second
+	ListenInterval  = 5 * time.Second
 	MigrateInterval = 30 * time.Second
 )
 
@@ -54,6 +55,9 @@ type Options struct {
 	// Resolver and Dial replace the agent dialer's DNS and connect (tests).
 	Resolver netguard.Resolver
 	Dial     netguard.DialFunc
+	// RelayInterval replaces how often the relay reads without a wake-up
+	// (tests lengthen it to prove that wake-ups travel between replicas).
+	RelayInterval time.Duration
 }
 
 // App is a running server.
@@ -105,7 +109,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		return nil, err
 	}
 	a.Store = st
-	hub = events.NewHub(st, a.clock, log.With("subsystem", "relay"), RelayInterval)
+	relayEvery := RelayInterval
+	if opts.RelayInterval > 0 {
+		relayEvery = opts.RelayInterval
+	}
+	hub = events.NewHub(st, a.clock, log.With("subsystem", "relay"), relayEvery)
 	a.Hub = hub
 	if s, ok := st.(*sqlitestore.Store); ok {
 		p, err := s.Pragmas(ctx)
@@ -205,6 +213,7 @@ func (a *App) Run(ctx context.Context) error {
 	// database is unreachable (/readyz says 503 meanwhile) and returns cleanly
 	// once the schema is current, then starts the loops that need it.
 	var once sync.Once
+	relayEvery := a.Hub.Interval()
 	a.Sup.Go(loopCtx, "migrate", MigrateInterval, func(ctx context.Context, h *supervise.Heart) error {
 		if err := a.Store.Migrate(ctx); err != nil {
 			return fmt.Errorf("migrate: %w", err)
@@ -222,7 +231,13 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		once.Do(func() {
 			a.log.Info("schema current; starting subsystems")
-			a.Sup.Go(loopCtx, "relay", RelayInterval, a.Hub.Run)
+			a.Sup.Go(loopCtx, "relay", relayEvery, a.Hub.Run)
+			if pg, ok := a.Store.(*pgstore.Store); ok {
+				// Replicas wake each other's relays through LISTEN/NOTIFY.
+				a.Sup.Go(loopCtx, "relay-listener", ListenInterval, func(ctx context.Context, h *supervise.Heart) error {
+					return pg.Listen(ctx, ListenInterval, func() { a.Hub.Notify(0) }, h.Beat)
+				})
+			}
 			a.Sup.Go(loopCtx, "liveness-monitor", registry.MonitorInterval, a.Registry.RunMonitor)
 			a.Sup.Go(loopCtx, "retention", activity.RetentionInterval, a.Retention.Run)
 			probe := a.Guard.Client(0)

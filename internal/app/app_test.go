@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/agentplane/agentplane/internal/config"
 	"github.com/agentplane/agentplane/internal/store/sqlitestore"
 	"github.com/agentplane/agentplane/internal/supervise"
@@ -42,12 +44,17 @@ func testConfig(t *testing.T, args ...string) *config.Config {
 	return cfg
 }
 
-func start(t *testing.T, cfg *config.Config) *testBundle {
+func start(t *testing.T, cfg *config.Config, opts ...Options) *testBundle {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Listener: ln})
+	o := Options{}
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	o.Listener, o.Out = ln, io.Discard
+	a, err := New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), o)
 	require.NoError(t, err)
 	b := &testBundle{app: a, base: "http://" + a.Addr(), cancel: cancel, done: make(chan error, 1)}
 	go func() { b.done <- a.Run(ctx) }()
@@ -240,4 +247,49 @@ func newFlagSet() *flag.FlagSet {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	return fs
+}
+
+// TestReplicasWakeEachOtherThroughNotify runs two servers on one PostgreSQL
+// database whose relays read only once an hour on their own: an event caused
+// on replica A can reach a WebSocket client of replica B promptly only
+// through LISTEN/NOTIFY.
+func TestReplicasWakeEachOtherThroughNotify(t *testing.T) {
+	t.Parallel()
+	dbURL := testenv.PostgresSchema(t)
+	args := []string{"--database-url", dbURL, "--secret-key", strings.Repeat("ab", 32)}
+	a := start(t, testConfig(t, args...), Options{RelayInterval: time.Hour})
+	b := start(t, testConfig(t, args...), Options{RelayInterval: time.Hour})
+	<-a.app.Migrated()
+	<-b.app.Migrated()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(b.base, "http")+"/ws",
+		&websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + adminToken}}})
+	require.NoError(t, err)
+	defer c.CloseNow()
+
+	req, err := http.NewRequest("POST", a.base+"/workspaces", strings.NewReader(`{"name":"Made on A"}`))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 201, resp.StatusCode)
+
+	for {
+		_, msg, err := c.Read(ctx)
+		require.NoError(t, err, "no event reached replica B")
+		var e struct {
+			Event   string         `json:"event"`
+			Payload map[string]any `json:"payload"`
+		}
+		require.NoError(t, json.Unmarshal(msg, &e))
+		if e.Event == "WORKSPACE_CREATED" {
+			require.Equal(t, "Made on A", e.Payload["name"])
+			break
+		}
+	}
+	_, body := b.get(t, "/admin/liveness", true)
+	require.Contains(t, body["subsystems"], "relay-listener")
 }

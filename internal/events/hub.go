@@ -68,6 +68,9 @@ func NewHub(st store.Store, c clock.Clock, log *slog.Logger, interval time.Durat
 	}
 }
 
+// Interval is how often the reader reads without a wake-up.
+func (h *Hub) Interval() time.Duration { return h.interval }
+
 // Notify wakes the reader; it never blocks. The store calls it after a commit
 // that appended events (store.Options.OnCommit).
 func (h *Hub) Notify(int64) {

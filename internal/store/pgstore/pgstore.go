@@ -181,6 +181,14 @@ func (s *Store) InTx(ctx context.Context, fn func(store.Tx) error) error {
 	if err := fn(tx); err != nil {
 		return err
 	}
+	if tx.lastEventID > 0 {
+		// Wake every replica's relay. NOTIFY is transactional: it is sent at
+		// commit and never for a rollback. Only the id travels (payloads are
+		// capped at 8000 bytes); readers read the events table.
+		if _, err := pgTx.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, strconv.FormatInt(tx.lastEventID, 10)); err != nil {
+			return fmt.Errorf("notify: %w", mapErr(err))
+		}
+	}
 	committed = true
 	if err := pgTx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit: %w", mapErr(err))
