@@ -40,3 +40,26 @@ pg_stop() {
 
 # pg_url PORT [DB]
 pg_url() { echo "postgres://postgres@127.0.0.1:$1/${2:-postgres}?sslmode=disable"; }
+
+# redis_start DIR PORT: a private Redis on 127.0.0.1 without persistence.
+redis_start() {
+  local dir=$1 port=$2
+  mkdir -p "$dir"
+  redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --save '' --appendonly no \
+    --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" || return 1
+  local i
+  for i in $(seq 1 50); do
+    redis-cli -p "$port" ping >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  cat "$dir/redis.log" >&2
+  return 1
+}
+
+# redis_stop DIR: stop it (no-op when not running).
+redis_stop() {
+  local dir=$1
+  [ -f "$dir/redis.pid" ] || return 0
+  kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
+  rm -f "$dir/redis.pid"
+}

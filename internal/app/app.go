@@ -76,6 +76,7 @@ type App struct {
 	Registry  *registry.Service
 	Activity  *activity.Service
 	Retention *activity.Retention
+	Redis     *events.RedisRelay
 	Guard     *netguard.Guard
 
 	listener net.Listener
@@ -103,8 +104,16 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	a.Sup = supervise.New(a.clock, log, a.Live)
 	a.Metrics = metrics.New(a.Live)
 
-	var hub *events.Hub
-	st, err := OpenStore(ctx, cfg, store.Options{Now: opts.StoreNow, OnCommit: func(id int64) { hub.Notify(id) }})
+	var (
+		hub   *events.Hub
+		redis *events.RedisRelay
+	)
+	st, err := OpenStore(ctx, cfg, store.Options{Now: opts.StoreNow, OnCommit: func(id int64) {
+		hub.Notify(id)
+		if redis != nil {
+			redis.Committed(id)
+		}
+	}})
 	if err != nil {
 		return nil, err
 	}
@@ -115,6 +124,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	}
 	hub = events.NewHub(st, a.clock, log.With("subsystem", "relay"), relayEvery)
 	a.Hub = hub
+	if cfg.RedisURL != "" {
+		if redis, err = events.NewRedisRelay(cfg.RedisURL, hub, log.With("subsystem", "relay-redis"), ListenInterval); err != nil {
+			st.Close()
+			return nil, err
+		}
+		a.Redis = redis
+	}
 	if s, ok := st.(*sqlitestore.Store); ok {
 		p, err := s.Pragmas(ctx)
 		if err != nil {
@@ -232,7 +248,10 @@ func (a *App) Run(ctx context.Context) error {
 		once.Do(func() {
 			a.log.Info("schema current; starting subsystems")
 			a.Sup.Go(loopCtx, "relay", relayEvery, a.Hub.Run)
-			if pg, ok := a.Store.(*pgstore.Store); ok {
+			if a.Redis != nil {
+				// --redis-url: replicas wake each other through Redis pub/sub.
+				a.Sup.Go(loopCtx, "relay-redis", ListenInterval, a.Redis.Run)
+			} else if pg, ok := a.Store.(*pgstore.Store); ok {
 				// Replicas wake each other's relays through LISTEN/NOTIFY.
 				a.Sup.Go(loopCtx, "relay-listener", ListenInterval, func(ctx context.Context, h *supervise.Heart) error {
 					return pg.Listen(ctx, ListenInterval, func() { a.Hub.Notify(0) }, h.Beat)
@@ -276,6 +295,9 @@ func (a *App) Run(ctx context.Context) error {
 	case <-loopsDone:
 	case <-graceCtx.Done():
 		a.log.Warn("background loops did not stop within the grace period")
+	}
+	if a.Redis != nil {
+		_ = a.Redis.Close()
 	}
 	if err := a.Store.Close(); err != nil {
 		a.log.Warn("close store", "err", err)

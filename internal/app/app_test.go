@@ -256,7 +256,19 @@ func newFlagSet() *flag.FlagSet {
 func TestReplicasWakeEachOtherThroughNotify(t *testing.T) {
 	t.Parallel()
 	dbURL := testenv.PostgresSchema(t)
-	args := []string{"--database-url", dbURL, "--secret-key", strings.Repeat("ab", 32)}
+	testReplicasShareEvents(t, []string{"--database-url", dbURL, "--secret-key", strings.Repeat("ab", 32)}, "relay-listener")
+}
+
+// TestReplicasWakeEachOtherThroughRedis is the same with --redis-url, where
+// Redis replaces LISTEN/NOTIFY.
+func TestReplicasWakeEachOtherThroughRedis(t *testing.T) {
+	t.Parallel()
+	dbURL := testenv.PostgresSchema(t)
+	redisURL := testenv.RedisURL(t)
+	testReplicasShareEvents(t, []string{"--database-url", dbURL, "--secret-key", strings.Repeat("ab", 32), "--redis-url", redisURL}, "relay-redis")
+}
+
+func testReplicasShareEvents(t *testing.T, args []string, relay string) {
 	a := start(t, testConfig(t, args...), Options{RelayInterval: time.Hour})
 	b := start(t, testConfig(t, args...), Options{RelayInterval: time.Hour})
 	<-a.app.Migrated()
@@ -291,5 +303,5 @@ func TestReplicasWakeEachOtherThroughNotify(t *testing.T) {
 		}
 	}
 	_, body := b.get(t, "/admin/liveness", true)
-	require.Contains(t, body["subsystems"], "relay-listener")
+	require.Contains(t, body["subsystems"], relay)
 }

@@ -86,3 +86,12 @@ func PostgresSchema(t testing.TB) string {
 	u.RawQuery = q.Encode()
 	return u.String()
 }
+
+// RedisURLEnv names the variable holding a Redis URL for tests.
+const RedisURLEnv = "AGENTPLANE_TEST_REDIS_URL"
+
+// RedisURL returns the test Redis URL (see RedisURLEnv).
+func RedisURL(t testing.TB) string {
+	t.Helper()
+	return Require(t, RedisURLEnv, "Redis")
+}
