@@ -196,7 +196,7 @@ func (s *Server) sseStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err = s.runStream(r.Context(), sr, sub, start, func(ev store.Event) error {
-		b, err := json.Marshal(ev)
+		b, err := encode(ev)
 		if err != nil {
 			return err
 		}
@@ -232,7 +232,7 @@ func (s *Server) wsStream(w http.ResponseWriter, r *http.Request) {
 	defer c.CloseNow()
 	ctx := c.CloseRead(r.Context()) // we never read; this notices the client leaving
 	err = s.runStream(ctx, sr, sub, start, func(ev store.Event) error {
-		b, err := json.Marshal(ev)
+		b, err := encode(ev)
 		if err != nil {
 			return err
 		}
@@ -254,4 +254,12 @@ func (s *Server) wsStream(w http.ResponseWriter, r *http.Request) {
 	default:
 		c.Close(websocket.StatusNormalClosure, "")
 	}
+}
+
+// encode returns the envelope's JSON, reusing the fan-out's encoding.
+func encode(ev store.Event) ([]byte, error) {
+	if ev.Encoded != nil {
+		return ev.Encoded, nil
+	}
+	return json.Marshal(ev)
 }

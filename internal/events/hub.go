@@ -18,6 +18,7 @@ package events
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -186,6 +187,14 @@ func (h *Hub) fanOut(evs []store.Event) {
 }
 
 func (h *Hub) fanOutLocked(evs []store.Event) {
+	if len(h.subs) == 0 {
+		return
+	}
+	for i := range evs {
+		if evs[i].Encoded == nil {
+			evs[i].Encoded, _ = json.Marshal(evs[i])
+		}
+	}
 	for s := range h.subs {
 		for _, ev := range evs {
 			select {

@@ -64,6 +64,9 @@ type Event struct {
 	TxID uint64 `json:"-"`
 	// Ephemeral events are delivered live and never stored; their ID is 0.
 	Ephemeral bool `json:"-"`
+	// Encoded is the envelope's JSON, filled once by the live fan-out so that
+	// a thousand subscribers do not encode the same event a thousand times.
+	Encoded []byte `json:"-"`
 }
 
 // Validate rejects programming errors before they reach SQL; both back ends
