@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentplane/agentplane/internal/store"
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 )
@@ -212,3 +213,66 @@ func TestStreams(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestSlowClientClosedFastKeepsUp: a client that stops reading is closed with
+// a reason (code 4008) once its kernel buffers and its queue are full, while
+// a client that reads receives every event; publishers never wait.
+func TestSlowClientClosedFastKeepsUp(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	base := b.serve()
+	hdr := http.Header{"Authorization": {"Bearer " + adminToken}}
+	slow, _, err := dialWS(t, base+"/ws", hdr)
+	require.NoError(t, err)
+	defer slow.CloseNow()
+	fast, _, err := dialWS(t, base+"/ws", hdr)
+	require.NoError(t, err)
+	defer fast.CloseNow()
+	fast.SetReadLimit(1 << 20)
+
+	// ~40 MB of events, far beyond loopback socket buffers plus the queue.
+	const batches, per = 40, 1000
+	payload := json.RawMessage(`{"pad":"` + strings.Repeat("x", 1000) + `"}`)
+	total := 0
+	received := make(chan int, 1)
+	go func() {
+		n := 0
+		ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+		defer cancel()
+		for n < batches*per {
+			_, msg, err := fast.Read(ctx)
+			if err != nil {
+				break
+			}
+			if strings.Contains(string(msg), `"BULK"`) {
+				n++
+			}
+		}
+		received <- n
+	}()
+	for i := 0; i < batches; i++ {
+		require.NoError(t, b.store.InTx(b.ctx, func(tx store.Tx) error {
+			for j := 0; j < per; j++ {
+				if _, _, err := tx.AppendEvent(b.ctx, store.EventInput{Type: "BULK", Audience: store.AudienceAdmin, Payload: payload}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+		total += per
+	}
+	require.Equal(t, total, <-received, "the fast client got every event")
+
+	// The slow client finds, after what fitted in the buffers, a close frame.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	slow.SetReadLimit(1 << 20)
+	for {
+		_, _, err := slow.Read(ctx)
+		if err != nil {
+			require.Equal(t, websocket.StatusCode(4008), websocket.CloseStatus(err), "%v", err)
+			require.Contains(t, err.Error(), "resume")
+			break
+		}
+	}
+}
