@@ -263,15 +263,22 @@ func TestSlowClientClosedFastKeepsUp(t *testing.T) {
 	}
 	require.Equal(t, total, <-received, "the fast client got every event")
 
-	// The slow client finds, after what fitted in the buffers, a close frame.
+	// The slow client finds, after what fitted in the buffers, that it was
+	// closed: with code 4008 and the reason when the close frame still fits
+	// behind the data it never read, or as a dropped connection when the
+	// server's close handshake timed out on the full pipe. Never a hang
+	// (the read deadline fails the test).
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	slow.SetReadLimit(1 << 20)
 	for {
 		_, _, err := slow.Read(ctx)
 		if err != nil {
-			require.Equal(t, websocket.StatusCode(4008), websocket.CloseStatus(err), "%v", err)
-			require.Contains(t, err.Error(), "resume")
+			require.NoError(t, ctx.Err(), "the slow client was never closed")
+			if code := websocket.CloseStatus(err); code != -1 {
+				require.Equal(t, websocket.StatusCode(4008), code, "%v", err)
+				require.Contains(t, err.Error(), "resume")
+			}
 			break
 		}
 	}
