@@ -32,10 +32,12 @@ type Deps struct {
 	Registry *registry.Service
 	Activity *activity.Service
 	Hub      *events.Hub
-	ClientIP *auth.ClientIP
-	Audit    *audit.Recorder
-	Log      *slog.Logger
-	MaxBody  int64
+	// PingInterval is how often idle streams are pinged (default 20 s).
+	PingInterval time.Duration
+	ClientIP     *auth.ClientIP
+	Audit        *audit.Recorder
+	Log          *slog.Logger
+	MaxBody      int64
 }
 
 // Server holds the handlers.

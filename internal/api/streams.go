@@ -135,7 +135,11 @@ func (s *Server) runStream(ctx context.Context, sr streamRequest, sub *events.Su
 			}
 		}
 	}
-	ticker := time.NewTicker(PingInterval)
+	every := s.d.PingInterval
+	if every <= 0 {
+		every = PingInterval
+	}
+	ticker := time.NewTicker(every)
 	defer ticker.Stop()
 	for {
 		select {

@@ -283,3 +283,26 @@ func TestSlowClientClosedFastKeepsUp(t *testing.T) {
 		}
 	}
 }
+
+func TestIdleStreamsArePinged(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.server.d.PingInterval = 20 * time.Millisecond
+	base := b.serve()
+	req, err := http.NewRequest("GET", base+"/events/stream", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	pings := 0
+	for pings < 3 && sc.Scan() {
+		if sc.Text() == ": ping" {
+			pings++
+		}
+	}
+	require.Equal(t, 3, pings)
+}
