@@ -102,11 +102,7 @@ func (s *Server) listActivity(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	out := make([]activityJSON, 0, len(rows))
-	for _, a := range rows {
-		out = append(out, toActivityJSON(a))
-	}
-	httpapi.WriteJSON(w, http.StatusOK, out)
+	writeList(w, rows, toActivityJSON)
 }
 
 func (s *Server) notify(w http.ResponseWriter, r *http.Request) {

@@ -40,12 +40,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listAdminTokens(w http.ResponseWriter, r *http.Request) {
-	limit, err := limitParam(r, 100, 1000)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	after, err := cursorParam(r, "after")
+	limit, after, err := pageAfter(r, 1000)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -55,11 +50,7 @@ func (s *Server) listAdminTokens(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	out := make([]tokenJSON, 0, len(toks))
-	for _, t := range toks {
-		out = append(out, toTokenJSON(t))
-	}
-	httpapi.WriteJSON(w, http.StatusOK, out)
+	writeList(w, toks, toTokenJSON)
 }
 
 func (s *Server) mintAdminToken(w http.ResponseWriter, r *http.Request) {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/agentplane/agentplane/internal/fault"
+	"github.com/agentplane/agentplane/internal/httpapi"
 	"github.com/google/uuid"
 )
 
@@ -51,6 +52,25 @@ func cursorParam(r *http.Request, name string) (string, error) {
 		return "", fault.Invalid(name, "must be the id of the last item seen")
 	}
 	return id.String(), nil
+}
+
+// pageAfter reads ?limit (default 100, at most max) and the ?after cursor of
+// lists paged forward by id.
+func pageAfter(r *http.Request, max int) (limit int, after string, err error) {
+	if limit, err = limitParam(r, 100, max); err != nil {
+		return 0, "", err
+	}
+	after, err = cursorParam(r, "after")
+	return limit, after, err
+}
+
+// writeList answers a JSON array of items converted by conv (never null).
+func writeList[T, U any](w http.ResponseWriter, items []T, conv func(T) U) {
+	out := make([]U, 0, len(items))
+	for _, it := range items {
+		out = append(out, conv(it))
+	}
+	httpapi.WriteJSON(w, http.StatusOK, out)
 }
 
 // optionalString distinguishes an absent JSON field from null and from a

@@ -82,12 +82,7 @@ func (s *Server) createWorkspace(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listWorkspaces(w http.ResponseWriter, r *http.Request) {
-	limit, err := limitParam(r, 100, 1000)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	after, err := cursorParam(r, "after")
+	limit, after, err := pageAfter(r, 1000)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -97,11 +92,7 @@ func (s *Server) listWorkspaces(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	out := make([]workspaceJSON, 0, len(ws))
-	for _, x := range ws {
-		out = append(out, toWorkspaceJSON(x))
-	}
-	httpapi.WriteJSON(w, http.StatusOK, out)
+	writeList(w, ws, toWorkspaceJSON)
 }
 
 func (s *Server) getWorkspace(w http.ResponseWriter, r *http.Request) {
@@ -240,12 +231,7 @@ func (s *Server) listWorkspaceTokens(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	limit, err := limitParam(r, 100, 1000)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	after, err := cursorParam(r, "after")
+	limit, after, err := pageAfter(r, 1000)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -255,11 +241,7 @@ func (s *Server) listWorkspaceTokens(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	out := make([]tokenJSON, 0, len(toks))
-	for _, t := range toks {
-		out = append(out, toTokenJSON(t))
-	}
-	httpapi.WriteJSON(w, http.StatusOK, out)
+	writeList(w, toks, toTokenJSON)
 }
 
 func (s *Server) revokeWorkspaceToken(w http.ResponseWriter, r *http.Request) {
