@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -234,6 +235,7 @@ func TestSlowClientClosedFastKeepsUp(t *testing.T) {
 	const batches, per = 40, 1000
 	payload := json.RawMessage(`{"pad":"` + strings.Repeat("x", 1000) + `"}`)
 	total := 0
+	var progress atomic.Int64
 	received := make(chan int, 1)
 	go func() {
 		n := 0
@@ -246,11 +248,16 @@ func TestSlowClientClosedFastKeepsUp(t *testing.T) {
 			}
 			if strings.Contains(string(msg), `"BULK"`) {
 				n++
+				progress.Store(int64(n))
 			}
 		}
 		received <- n
 	}()
 	for i := 0; i < batches; i++ {
+		// Pace the writer by the fast client (a batch is smaller than a
+		// stream's queue), so that only the client that stopped reading can
+		// fall behind, however loaded the machine is.
+		require.Eventually(t, func() bool { return progress.Load() >= int64(total) }, 60*time.Second, time.Millisecond)
 		require.NoError(t, b.store.InTx(b.ctx, func(tx store.Tx) error {
 			for j := 0; j < per; j++ {
 				if _, _, err := tx.AppendEvent(b.ctx, store.EventInput{Type: "BULK", Audience: store.AudienceAdmin, Payload: payload}); err != nil {
