@@ -85,6 +85,17 @@ func (r *Retention) Pass(ctx context.Context) (int64, error) {
 			}
 		}
 	}
+	// Expired canvas sessions and stream tickets go too (by their expiry).
+	for i := 0; i < maxBatches; i++ {
+		n, err := r.store.PruneExpired(ctx, now, retentionBatch)
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < retentionBatch {
+			break
+		}
+	}
 	if total > 0 {
 		r.log.Info("retention pruned old rows", "rows", total, "cutoff", cutoff)
 	}

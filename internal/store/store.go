@@ -98,6 +98,9 @@ type Store interface {
 	// ConsumeTicket deletes and returns the ticket with this hash if it has
 	// not expired at now; ErrNotFound otherwise (unknown, used or expired).
 	ConsumeTicket(ctx context.Context, hash []byte, now time.Time) (Ticket, error)
+	// PruneExpired deletes at most batch canvas sessions and stream tickets
+	// that expired before now, and reports how many rows went.
+	PruneExpired(ctx context.Context, now time.Time, batch int) (int64, error)
 	// PruneActivity deletes at most batch activity rows created before cutoff.
 	PruneActivity(ctx context.Context, cutoff time.Time, batch int) (int64, error)
 }

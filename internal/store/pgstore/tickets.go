@@ -40,3 +40,19 @@ func (s *Store) ConsumeTicket(ctx context.Context, hash []byte, now time.Time) (
 	}
 	return tk, nil
 }
+
+// PruneExpired deletes expired sessions and tickets in bounded batches.
+func (s *Store) PruneExpired(ctx context.Context, now time.Time, batch int) (int64, error) {
+	var total int64
+	for _, q := range []string{
+		`DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+		`DELETE FROM ws_tickets WHERE hash IN (SELECT hash FROM ws_tickets WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+	} {
+		tag, err := s.pool.Exec(ctx, q, now, batch)
+		if err != nil {
+			return total, fmt.Errorf("prune expired: %w", mapErr(err))
+		}
+		total += tag.RowsAffected()
+	}
+	return total, nil
+}

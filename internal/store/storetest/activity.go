@@ -123,6 +123,21 @@ func runTickets(t *testing.T, open Opener) {
 		_, err = b.store.ConsumeTicket(b.ctx, tk.Hash, now)
 		require.ErrorIs(t, err, store.ErrNotFound, "single use")
 
+		// Expired sessions and tickets are pruned; live ones stay.
+		tokID := newID()
+		require.True(t, b.insertToken(t, store.Token{ID: tokID, Kind: store.TokenAdmin, Name: "p", Hash: hashOf("apa_p"), Prefix: "apa_p"}))
+		for i, exp := range []time.Time{now.Add(-time.Minute), now.Add(time.Hour)} {
+			sess := store.Session{ID: newID(), Hash: hashOf(fmt.Sprint("s", i)), TokenID: tokID, CreatedAt: now, ExpiresAt: exp, LastSeenAt: now}
+			require.NoError(t, b.store.InTx(b.ctx, func(tx store.Tx) error { return tx.InsertSession(b.ctx, sess) }))
+		}
+		old := store.Ticket{Hash: hashOf("apt_old"), PrincipalKind: "admin", ExpiresAt: now.Add(-time.Second)}
+		require.NoError(t, b.store.InTx(b.ctx, func(tx store.Tx) error { return tx.InsertTicket(b.ctx, old) }))
+		n, err := b.store.PruneExpired(b.ctx, now, 100)
+		require.NoError(t, err)
+		require.EqualValues(t, 2, n, "one expired session and one expired ticket")
+		_, err = b.store.SessionByHash(b.ctx, hashOf("s1"))
+		require.NoError(t, err, "the live session stays")
+
 		late := store.Ticket{Hash: hashOf("apt_2"), PrincipalKind: "admin", ExpiresAt: now.Add(time.Minute)}
 		require.NoError(t, b.store.InTx(b.ctx, func(tx store.Tx) error { return tx.InsertTicket(b.ctx, late) }))
 		_, err = b.store.ConsumeTicket(b.ctx, late.Hash, now.Add(time.Minute))
