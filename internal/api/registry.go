@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 
@@ -39,6 +40,9 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusOK, map[string]any{
 		"status": "registered", "workspace_id": ws.ID, "workspace_status": ws.Status,
 		"heartbeat_interval_seconds": s.heartbeatInterval(),
+		// The key of the X-Agentplane-Caller signature (pkg/callersig); only
+		// the workspace's own token can obtain it.
+		"caller_secret": base64.RawURLEncoding.EncodeToString(ws.OutboundSecret),
 	})
 }
 

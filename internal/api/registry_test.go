@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"github.com/agentplane/agentplane/internal/registry"
 	"github.com/agentplane/agentplane/internal/store"
 	"github.com/agentplane/agentplane/internal/supervise"
+	"github.com/agentplane/agentplane/pkg/callersig"
 	"github.com/stretchr/testify/require"
 )
 
@@ -398,4 +400,25 @@ func testMonitorOnTwoReplicas(t *testing.T, b *testBundle) {
 		}
 	}
 	require.Equal(t, 1, n, fmt.Sprint(b.eventsOf(b.ownID)))
+}
+
+func TestRegisterHandsTheAgentItsCallerSecret(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	w := b.register(b.ownToken)
+	require.Equal(t, 200, w.Code)
+	secret, err := base64.RawURLEncoding.DecodeString(decodeBody[map[string]any](t, w)["caller_secret"].(string))
+	require.NoError(t, err)
+	require.Len(t, secret, 32)
+	stored, err := b.store.GetWorkspace(b.ctx, b.ownID)
+	require.NoError(t, err)
+	// What the gateway will sign with, the agent can verify.
+	now := time.Now()
+	h := callersig.Sign(stored.OutboundSecret, "admin", []byte("{}"), now)
+	c, err := callersig.Verify(secret, h, []byte("{}"), now)
+	require.NoError(t, err)
+	require.Equal(t, "admin", c.ID)
+	// Another workspace's agent gets a different secret.
+	other := decodeBody[map[string]any](t, b.register(b.otherToken))["caller_secret"]
+	require.NotEqual(t, base64.RawURLEncoding.EncodeToString(secret), other)
 }
