@@ -11,6 +11,7 @@ import (
 	"github.com/agentplane/agentplane/internal/audit"
 	"github.com/agentplane/agentplane/internal/auth"
 	"github.com/agentplane/agentplane/internal/events"
+	"github.com/agentplane/agentplane/internal/gateway"
 	"github.com/agentplane/agentplane/internal/httpapi"
 	"github.com/agentplane/agentplane/internal/metrics"
 	"github.com/agentplane/agentplane/internal/registry"
@@ -32,6 +33,7 @@ type Deps struct {
 	Registry *registry.Service
 	Activity *activity.Service
 	Hub      *events.Hub
+	Gateway  *gateway.Gateway
 	// PingInterval is how often idle streams are pinged (default 20 s).
 	PingInterval time.Duration
 	ClientIP     *auth.ClientIP
@@ -88,6 +90,7 @@ func (s *Server) Routes() []Route {
 		{http.MethodPost, "/auth/ws-ticket", auth.AdminOrWorkspace, s.issueTicket},
 		{http.MethodGet, "/events/stream", auth.Stream, s.sseStream},
 		{http.MethodGet, "/ws", auth.Stream, s.wsStream},
+		{http.MethodPost, "/workspaces/{id}/a2a", auth.AdminOrWorkspace, s.a2a},
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/agentplane/agentplane/internal/auth"
 	"github.com/agentplane/agentplane/internal/clock"
 	"github.com/agentplane/agentplane/internal/events"
+	"github.com/agentplane/agentplane/internal/gateway"
 	"github.com/agentplane/agentplane/internal/metrics"
 	"github.com/agentplane/agentplane/internal/netguard"
 	"github.com/agentplane/agentplane/internal/registry"
@@ -101,7 +102,9 @@ func setupOn(t *testing.T, backend string) *testBundle {
 	})
 	s := New(Deps{
 		Store: st, Live: live, Metrics: metrics.New(live), Authn: authSvc, Auth: authSvc, Registry: reg,
-		Activity: activity.New(st, log, rec, 4096), Hub: hub, ClientIP: ips, Audit: rec, Log: log, MaxBody: 1 << 20,
+		Activity: activity.New(st, log, rec, 4096), Hub: hub, ClientIP: ips,
+		Gateway: gateway.New(gateway.Deps{Store: st, CanTalk: reg.CanTalk, Client: netguard.New(netguard.Options{AllowPrivate: true}).Client(0),
+			Clock: c, Log: log, ResponseCap: 1 << 16}), Audit: rec, Log: log, MaxBody: 1 << 20,
 	})
 	h, err := s.Handler()
 	require.NoError(t, err)

@@ -26,6 +26,7 @@ import (
 	"github.com/agentplane/agentplane/internal/clock"
 	"github.com/agentplane/agentplane/internal/config"
 	"github.com/agentplane/agentplane/internal/events"
+	"github.com/agentplane/agentplane/internal/gateway"
 	"github.com/agentplane/agentplane/internal/metrics"
 	"github.com/agentplane/agentplane/internal/netguard"
 	"github.com/agentplane/agentplane/internal/registry"
@@ -163,9 +164,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	})
 	a.Activity = activity.New(st, log, rec, cfg.ActivityBodyMax)
 	a.Retention = activity.NewRetention(st, a.clock, log.With("subsystem", "retention"), cfg.Retention)
+	gw := gateway.New(gateway.Deps{
+		Store: st, CanTalk: a.Registry.CanTalk, Client: a.Guard.Client(0), Clock: a.clock, Log: log,
+	})
 	srv := api.New(api.Deps{
 		Store: st, Live: a.Live, Metrics: a.Metrics, Log: log, Authn: a.Auth, Auth: a.Auth,
-		Registry: a.Registry, Activity: a.Activity, Hub: hub, ClientIP: ips, Audit: rec, MaxBody: cfg.MaxBodyBytes,
+		Registry: a.Registry, Activity: a.Activity, Hub: hub, Gateway: gw, ClientIP: ips, Audit: rec, MaxBody: cfg.MaxBodyBytes,
 	})
 	handler, err := srv.Handler()
 	if err != nil {
