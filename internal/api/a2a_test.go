@@ -2,15 +2,21 @@ package api
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/agentplane/agentplane/internal/audit"
+	"github.com/agentplane/agentplane/internal/gateway"
+	"github.com/agentplane/agentplane/internal/netguard"
 	"github.com/agentplane/agentplane/internal/store"
 	"github.com/agentplane/agentplane/pkg/callersig"
 	"github.com/stretchr/testify/require"
@@ -229,4 +235,44 @@ func TestA2AGateway(t *testing.T) {
 		_, code := rpcErr(t, w)
 		require.NotZero(t, code)
 	})
+}
+
+// TestA2ARefusedAddressAtCallTime: an agent whose name resolves to a
+// forbidden address when the gateway dials (rebinding after registration)
+// is refused with 502, and the refusal is a security event.
+func TestA2ARefusedAddressAtCallTime(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	rec := audit.NewRecorder(b.store, b.server.d.Log)
+	strict := netguard.New(netguard.Options{
+		Resolver: staticResolver{"agent.example": netip.MustParseAddr("10.1.2.3")},
+		Dial: func(context.Context, string, string) (net.Conn, error) {
+			t.Fatal("a refused address must never be dialed")
+			return nil, nil
+		},
+	})
+	b.server.d.Gateway = gateway.New(gateway.Deps{Store: b.store, CanTalk: b.registry.CanTalk, Client: strict.Client(0),
+		Clock: b.clock, Log: b.server.d.Log, Audit: rec})
+	b.online(t, b.ownToken, "http://127.0.0.1:1") // registered while allowed
+	ws, err := b.store.GetWorkspace(b.ctx, b.ownID)
+	require.NoError(t, err)
+	ws.URL = "http://agent.example:8080"
+	require.NoError(t, b.store.InTx(b.ctx, func(tx store.Tx) error { _, err := tx.UpdateWorkspace(b.ctx, ws); return err }))
+
+	w := b.do("POST", "/workspaces/"+b.ownID+"/a2a", `{"jsonrpc":"2.0","id":3,"method":"message/send"}`, bearer(adminToken))
+	require.Equal(t, 502, w.Code, w.Body.String())
+	require.Contains(t, w.Body.String(), "refused")
+	sec, err := b.store.ListSecurityEvents(b.ctx, store.SecurityEventFilter{Limit: 1})
+	require.NoError(t, err)
+	require.Equal(t, audit.KindURLRefused, sec[0].Kind)
+	require.Contains(t, string(sec[0].Detail), `"phase":"call"`)
+}
+
+type staticResolver map[string]netip.Addr
+
+func (r staticResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	if a, ok := r[host]; ok {
+		return []netip.Addr{a}, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 }

@@ -165,7 +165,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	a.Activity = activity.New(st, log, rec, cfg.ActivityBodyMax)
 	a.Retention = activity.NewRetention(st, a.clock, log.With("subsystem", "retention"), cfg.Retention)
 	gw := gateway.New(gateway.Deps{
-		Store: st, CanTalk: a.Registry.CanTalk, Client: a.Guard.Client(0), Clock: a.clock, Log: log,
+		Store: st, CanTalk: a.Registry.CanTalk, Client: a.Guard.Client(0), Clock: a.clock, Log: log, Audit: rec,
 	})
 	srv := api.New(api.Deps{
 		Store: st, Live: a.Live, Metrics: a.Metrics, Log: log, Authn: a.Auth, Auth: a.Auth,

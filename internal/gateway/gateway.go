@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentplane/agentplane/internal/audit"
 	"github.com/agentplane/agentplane/internal/auth"
 	"github.com/agentplane/agentplane/internal/clock"
 	"github.com/agentplane/agentplane/internal/fault"
@@ -58,6 +59,8 @@ type Deps struct {
 	Clock       clock.Clock
 	Log         *slog.Logger
 	ResponseCap int64
+	// Audit records SSRF refusals at call time (may be nil in tests).
+	Audit *audit.Recorder
 }
 
 // Gateway forwards A2A calls.
@@ -228,6 +231,17 @@ func (g *Gateway) Forward(ctx context.Context, w http.ResponseWriter, c Call) {
 	caller := callerID(c.Caller)
 	req.Header.Set(callersig.Header, callersig.Sign(ws.OutboundSecret, caller, env.body, g.d.Clock.Now()))
 	resp, err := g.d.Client.Do(req)
+	if errors.Is(err, netguard.ErrRefused) && g.d.Audit != nil {
+		// The URL passed the check at registration; refusing it now means
+		// its name resolves somewhere it must not (e.g. DNS rebinding).
+		actor := c.Caller.Actor()
+		if aerr := g.d.Audit.Record(context.WithoutCancel(ctx), audit.Event{
+			Kind: audit.KindURLRefused, WorkspaceID: ws.ID, Actor: actor,
+			Detail: map[string]string{"url": ws.URL, "reason": err.Error(), "phase": "call"},
+		}); aerr != nil {
+			g.d.Log.Warn("record security event", "err", aerr)
+		}
+	}
 	status, detail := g.relay(w, resp, err, env, cctx)
 	g.record(ctx, ws.ID, caller, env, status, detail, g.d.Clock.Since(start))
 }
