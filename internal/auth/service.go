@@ -137,9 +137,15 @@ func (s *Service) bearer(r *http.Request, tok, client string) (*Principal, error
 }
 
 // touch records last use at most once per touchInterval; a failure only logs.
+// The process clock decides whether a write is due, so the common case (used
+// within the last minute) costs no database round trip; the write itself
+// uses store time and is conditional, so clock skew cannot double it.
 func (s *Service) touch(ctx context.Context, t store.Token) {
+	if s.clock.Since(t.LastUsedAt) < touchInterval {
+		return
+	}
 	now, err := s.store.Now(ctx)
-	if err != nil || now.Sub(t.LastUsedAt) < touchInterval {
+	if err != nil {
 		return
 	}
 	if err := s.store.TouchToken(ctx, t.ID, now, now.Add(-touchInterval)); err != nil {
