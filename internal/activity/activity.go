@@ -77,15 +77,10 @@ type Input struct {
 	ResponseBody json.RawMessage
 }
 
-// clean replaces invalid UTF-8 and NUL so that every back end stores it.
-func clean(s string) string {
-	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
-}
-
 // capText cleans s and cuts it to max bytes at a rune boundary, reporting
 // whether it was cut.
 func capText(s string, max int) (string, bool) {
-	s = clean(s)
+	s = store.CleanText(s)
 	if len(s) <= max {
 		return s, false
 	}
@@ -109,7 +104,7 @@ func bodyText(raw json.RawMessage) string {
 }
 
 func preview(s string) string {
-	s = clean(s)
+	s = store.CleanText(s)
 	if utf8.RuneCountInString(s) <= previewLen {
 		return s
 	}
@@ -228,7 +223,7 @@ func (s *Service) Notify(ctx context.Context, c Caller, message string, atts []A
 		if err != nil {
 			return store.Activity{}, err
 		}
-		a.Attachments = json.RawMessage(clean(string(b)))
+		a.Attachments = json.RawMessage(store.CleanText(string(b)))
 	}
 	return a, s.insert(ctx, a, "AGENT_MESSAGE", map[string]any{"activity_id": a.ID, "preview": preview(msg), "attachments": len(atts)}, c.Principal.Actor())
 }

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/agentplane/agentplane/internal/store"
@@ -79,7 +78,7 @@ func (r *Recorder) Record(ctx context.Context, e Event) error {
 	// stored or streamed (short summaries, SPEC §8.2).
 	clean := make(map[string]string, len(e.Detail))
 	for k, v := range e.Detail {
-		clean[k] = capLen(strings.ReplaceAll(strings.ToValidUTF8(v, "\uFFFD"), "\x00", "\uFFFD"))
+		clean[k] = capLen(store.CleanText(v))
 	}
 	e.Detail = clean
 	e.WorkspaceID, e.Actor, e.ClientIP = capLen(e.WorkspaceID), capLen(e.Actor), capLen(e.ClientIP)

@@ -354,7 +354,7 @@ func capText(s string) string {
 	if len(s) > recordBodyMax {
 		s = s[:recordBodyMax]
 	}
-	return strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", ""), "\uFFFD")
+	return store.CleanText(s)
 }
 
 // record writes the a2a_receive activity row (and, for admin/canvas

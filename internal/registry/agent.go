@@ -86,7 +86,7 @@ func canonicalCard(card json.RawMessage) json.RawMessage {
 func cleanJSON(v any) any {
 	switch x := v.(type) {
 	case string:
-		return cleanText(x)
+		return store.CleanText(x)
 	case []any:
 		for i := range x {
 			x[i] = cleanJSON(x[i])
@@ -95,7 +95,7 @@ func cleanJSON(v any) any {
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, val := range x {
-			out[cleanText(k)] = cleanJSON(val)
+			out[store.CleanText(k)] = cleanJSON(val)
 		}
 		return out
 	}
@@ -183,7 +183,7 @@ func (s *Service) Heartbeat(ctx context.Context, c Caller, in HeartbeatInput) (s
 	if err := validText("current_task", in.CurrentTask, maxCurrentTaskLen); err != nil {
 		return store.Workspace{}, err
 	}
-	sample := truncate(cleanText(in.SampleError), maxSampleErrorLen)
+	sample := truncate(store.CleanText(in.SampleError), maxSampleErrorLen)
 	actor := c.Principal.Actor()
 	w, err := s.update(ctx, c.Principal.WorkspaceID, func(tx store.Tx, w *store.Workspace, now time.Time) (bool, error) {
 		if w.Status == store.StatusRemoved {

@@ -122,13 +122,6 @@ func validText(field, s string, max int) error {
 	return nil
 }
 
-// cleanText makes agent-reported text storable on every back end: invalid
-// UTF-8 and NUL (which PostgreSQL text cannot hold) become U+FFFD.
-func cleanText(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	return strings.ReplaceAll(s, "\x00", "\uFFFD")
-}
-
 // truncate caps s at max runes (for agent-reported strings we keep, not reject).
 func truncate(s string, max int) string {
 	if utf8.RuneCountInString(s) <= max {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -174,4 +175,11 @@ type Options struct {
 // has millisecond precision on both back ends, so values round-trip exactly.
 func TruncateMillis(t time.Time) time.Time {
 	return t.Truncate(time.Millisecond).UTC()
+}
+
+// CleanText makes a string storable on every back end: invalid UTF-8 and NUL
+// (which PostgreSQL text and jsonb refuse) become U+FFFD. Domain code cleans
+// text that comes from outside before writing it.
+func CleanText(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
