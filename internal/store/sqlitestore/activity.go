@@ -130,14 +130,6 @@ func (s *Store) ListSecurityEvents(ctx context.Context, f store.SecurityEventFil
 
 // PruneActivity deletes one bounded batch of old activity.
 func (s *Store) PruneActivity(ctx context.Context, cutoff time.Time, batch int) (int64, error) {
-	if err := s.lockWrite(ctx); err != nil {
-		return 0, err
-	}
-	defer s.unlockWrite()
-	res, err := s.write.ExecContext(ctx, `DELETE FROM activity_logs WHERE id IN (
+	return s.writeExec(ctx, "prune activity", `DELETE FROM activity_logs WHERE id IN (
 		SELECT id FROM activity_logs WHERE created_at < ? ORDER BY created_at LIMIT ?)`, cutoff.UnixMilli(), batch)
-	if err != nil {
-		return 0, fmt.Errorf("prune activity: %w", mapErr(err))
-	}
-	return res.RowsAffected()
 }

@@ -62,6 +62,22 @@ func (s *Store) lockWrite(ctx context.Context) error {
 
 func (s *Store) unlockWrite() { <-s.wlock }
 
+// writeExec runs one write statement outside a transaction, holding the
+// writer slot, through the writer's prepared statements; it reports the rows
+// affected. what names the operation in errors.
+func (s *Store) writeExec(ctx context.Context, what, query string, args ...any) (int64, error) {
+	if err := s.lockWrite(ctx); err != nil {
+		return 0, err
+	}
+	defer s.unlockWrite()
+	res, err := s.w.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", what, mapErr(err))
+	}
+	n, err := res.RowsAffected()
+	return n, mapErr(err)
+}
+
 var _ store.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the database file in dataDir. It does not
@@ -347,16 +363,8 @@ func (s *Store) LatestEventID(ctx context.Context) (int64, error) {
 // PruneEvents deletes at most batch events created before cutoff and returns
 // how many it deleted. Small batches keep the write lock short.
 func (s *Store) PruneEvents(ctx context.Context, cutoff time.Time, batch int) (int64, error) {
-	if err := s.lockWrite(ctx); err != nil {
-		return 0, err
-	}
-	defer s.unlockWrite()
-	res, err := s.write.ExecContext(ctx, `DELETE FROM events WHERE id IN (
+	return s.writeExec(ctx, "prune events", `DELETE FROM events WHERE id IN (
 		SELECT id FROM events WHERE created_at < ? ORDER BY id LIMIT ?)`, cutoff.UnixMilli(), batch)
-	if err != nil {
-		return 0, fmt.Errorf("prune events: %w", mapErr(err))
-	}
-	return res.RowsAffected()
 }
 
 // Close closes both pools.

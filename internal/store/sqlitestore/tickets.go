@@ -50,20 +50,15 @@ func (s *Store) ConsumeTicket(ctx context.Context, hash []byte, now time.Time) (
 
 // PruneExpired deletes expired sessions and tickets in bounded batches.
 func (s *Store) PruneExpired(ctx context.Context, now time.Time, batch int) (int64, error) {
-	if err := s.lockWrite(ctx); err != nil {
-		return 0, err
-	}
-	defer s.unlockWrite()
 	var total int64
 	for _, q := range []string{
 		`DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < ? LIMIT ?)`,
 		`DELETE FROM ws_tickets WHERE hash IN (SELECT hash FROM ws_tickets WHERE expires_at < ? LIMIT ?)`,
 	} {
-		res, err := s.write.ExecContext(ctx, q, now.UnixMilli(), batch)
+		n, err := s.writeExec(ctx, "prune expired", q, now.UnixMilli(), batch)
 		if err != nil {
-			return total, fmt.Errorf("prune expired: %w", mapErr(err))
+			return total, err
 		}
-		n, _ := res.RowsAffected()
 		total += n
 	}
 	return total, nil

@@ -73,16 +73,9 @@ func (s *Store) ListTokens(ctx context.Context, f store.TokenFilter) ([]store.To
 
 // TouchToken records use at most once per interval.
 func (s *Store) TouchToken(ctx context.Context, id string, now, notBefore time.Time) error {
-	if err := s.lockWrite(ctx); err != nil {
-		return err
-	}
-	defer s.unlockWrite()
-	_, err := s.w.ExecContext(ctx, `UPDATE tokens SET last_used_at = ?
+	_, err := s.writeExec(ctx, "touch token", `UPDATE tokens SET last_used_at = ?
 		WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)`, now.UnixMilli(), id, notBefore.UnixMilli())
-	if err != nil {
-		return fmt.Errorf("touch token: %w", mapErr(err))
-	}
-	return nil
+	return err
 }
 
 // SessionByHash finds a session and the admin token behind it.
@@ -108,28 +101,15 @@ func (s *Store) SessionByHash(ctx context.Context, hash []byte) (store.SessionLo
 
 // ExtendSession slides the expiry.
 func (s *Store) ExtendSession(ctx context.Context, id string, expiresAt, lastSeen time.Time) error {
-	if err := s.lockWrite(ctx); err != nil {
-		return err
-	}
-	defer s.unlockWrite()
-	_, err := s.w.ExecContext(ctx, `UPDATE sessions SET expires_at = ?, last_seen_at = ? WHERE id = ?`,
+	_, err := s.writeExec(ctx, "extend session", `UPDATE sessions SET expires_at = ?, last_seen_at = ? WHERE id = ?`,
 		expiresAt.UnixMilli(), lastSeen.UnixMilli(), id)
-	if err != nil {
-		return fmt.Errorf("extend session: %w", mapErr(err))
-	}
-	return nil
+	return err
 }
 
 // DeleteSession logs a session out.
 func (s *Store) DeleteSession(ctx context.Context, hash []byte) error {
-	if err := s.lockWrite(ctx); err != nil {
-		return err
-	}
-	defer s.unlockWrite()
-	if _, err := s.w.ExecContext(ctx, `DELETE FROM sessions WHERE hash = ?`, hash); err != nil {
-		return fmt.Errorf("delete session: %w", mapErr(err))
-	}
-	return nil
+	_, err := s.writeExec(ctx, "delete session", `DELETE FROM sessions WHERE hash = ?`, hash)
+	return err
 }
 
 func (t *tx) InsertToken(ctx context.Context, tok store.Token) (bool, error) {
