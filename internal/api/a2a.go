@@ -29,6 +29,15 @@ func (s *Server) a2a(w http.ResponseWriter, r *http.Request) {
 		}
 		timeout = time.Duration(n) * time.Second
 	}
+	queue := gateway.DefaultQueueTimeout
+	if v := r.Header.Get("X-Queue-Timeout"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || time.Duration(n)*time.Second > gateway.MaxQueueTimeout {
+			s.fail(w, r, fault.Invalid("X-Queue-Timeout", "must be whole seconds between 0 and %d", int(gateway.MaxQueueTimeout.Seconds())))
+			return
+		}
+		queue = time.Duration(n) * time.Second
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.d.MaxBody))
 	if err != nil {
 		s.fail(w, r, &fault.Error{Kind: fault.KindTooLarge, Field: "body", Msg: "request body exceeds " + strconv.FormatInt(s.d.MaxBody, 10) + " bytes"})
@@ -36,6 +45,6 @@ func (s *Server) a2a(w http.ResponseWriter, r *http.Request) {
 	}
 	s.d.Gateway.Forward(r.Context(), w, gateway.Call{
 		Caller: auth.FromContext(r.Context()), WorkspaceID: id, Body: body,
-		A2AVersion: r.Header.Get("A2A-Version"), Timeout: timeout,
+		A2AVersion: r.Header.Get("A2A-Version"), Timeout: timeout, QueueTimeout: queue,
 	})
 }

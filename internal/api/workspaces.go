@@ -92,7 +92,20 @@ func (s *Server) listWorkspaces(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeList(w, ws, toWorkspaceJSON)
+	ids := make([]string, len(ws))
+	for i, x := range ws {
+		ids[i] = x.ID
+	}
+	inflight, err := s.d.Registry.Inflight(r.Context(), ids)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeList(w, ws, func(x store.Workspace) workspaceJSON {
+		j := toWorkspaceJSON(x)
+		j.Inflight = inflight[x.ID]
+		return j
+	})
 }
 
 func (s *Server) getWorkspace(w http.ResponseWriter, r *http.Request) {
@@ -106,7 +119,11 @@ func (s *Server) getWorkspace(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	httpapi.WriteJSON(w, http.StatusOK, toWorkspaceJSON(ws))
+	j := toWorkspaceJSON(ws)
+	if n, err := s.d.Registry.Inflight(r.Context(), []string{ws.ID}); err == nil {
+		j.Inflight = n[ws.ID]
+	}
+	httpapi.WriteJSON(w, http.StatusOK, j)
 }
 
 func (s *Server) patchWorkspace(w http.ResponseWriter, r *http.Request) {

@@ -79,6 +79,10 @@ type App struct {
 	Retention *activity.Retention
 	Redis     *events.RedisRelay
 	Guard     *netguard.Guard
+	// Gateway is the A2A gateway (also the scheduler's and channels' way
+	// to message agents); Capacity its lease manager.
+	Gateway  *gateway.Gateway
+	Capacity *gateway.Capacity
 
 	listener net.Listener
 	server   *http.Server
@@ -164,9 +168,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	})
 	a.Activity = activity.New(st, log, rec, cfg.ActivityBodyMax)
 	a.Retention = activity.NewRetention(st, a.clock, log.With("subsystem", "retention"), cfg.Retention)
+	a.Capacity = gateway.NewCapacity(st, a.clock, log.With("subsystem", "leases"), "")
 	gw := gateway.New(gateway.Deps{
 		Store: st, CanTalk: a.Registry.CanTalk, Client: a.Guard.Client(0), Clock: a.clock, Log: log, Audit: rec,
+		Capacity: a.Capacity,
 	})
+	a.Gateway = gw
 	srv := api.New(api.Deps{
 		Store: st, Live: a.Live, Metrics: a.Metrics, Log: log, Authn: a.Auth, Auth: a.Auth,
 		Registry: a.Registry, Activity: a.Activity, Hub: hub, Gateway: gw, ClientIP: ips, Audit: rec, MaxBody: cfg.MaxBodyBytes,
@@ -263,6 +270,7 @@ func (a *App) Run(ctx context.Context) error {
 			}
 			a.Sup.Go(loopCtx, "liveness-monitor", registry.MonitorInterval, a.Registry.RunMonitor)
 			a.Sup.Go(loopCtx, "retention", activity.RetentionInterval, a.Retention.Run)
+			a.Sup.Go(loopCtx, "lease-renewal", gateway.LeaseRenew, a.Capacity.RunRenewal)
 			probe := a.Guard.Client(0)
 			a.Sup.Go(loopCtx, "health-sweep", registry.SweepInterval, func(ctx context.Context, h *supervise.Heart) error {
 				return a.Registry.RunSweep(ctx, h, probe)

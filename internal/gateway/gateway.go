@@ -19,8 +19,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentplane/agentplane/internal/audit"
@@ -40,10 +42,17 @@ const (
 	DefaultResponseCap = 10 << 20
 	keepAlive          = 15 * time.Second
 	recordBodyMax      = 64 << 10
+	// DefaultQueueTimeout is how long an HTTP caller waits for a free slot
+	// without X-Queue-Timeout.
+	DefaultQueueTimeout = 10 * time.Second
+	// MaxQueueTimeout bounds X-Queue-Timeout.
+	MaxQueueTimeout = 10 * time.Minute
+	busyRetryAfter  = 2 * time.Second
 )
 
 // JSON-RPC error codes used by the gateway.
 const (
+	codeBusy           = -32000
 	codeInvalidRequest = -32600
 	codeUpstream       = -32001
 	codeTimeout        = -32002
@@ -61,6 +70,8 @@ type Deps struct {
 	ResponseCap int64
 	// Audit records SSRF refusals at call time (may be nil in tests).
 	Audit *audit.Recorder
+	// Capacity hands out the capacity leases and group-commits records.
+	Capacity *Capacity
 }
 
 // Gateway forwards A2A calls.
@@ -70,6 +81,11 @@ type Gateway struct{ d Deps }
 func New(d Deps) *Gateway {
 	if d.ResponseCap <= 0 {
 		d.ResponseCap = DefaultResponseCap
+	}
+	if d.Capacity == nil {
+		// Without a renewal loop its leases last LeaseTTL: fine for calls
+		// shorter than that (tests); the app passes one it renews.
+		d.Capacity = NewCapacity(d.Store, d.Clock, d.Log, "")
 	}
 	return &Gateway{d: d}
 }
@@ -144,6 +160,9 @@ type Call struct {
 	Body        []byte
 	A2AVersion  string
 	Timeout     time.Duration
+	// QueueTimeout is how long to wait for a free slot (0: not at all;
+	// negative: DefaultQueueTimeout).
+	QueueTimeout time.Duration
 }
 
 // callerID names the caller in the signed header and the records.
@@ -172,7 +191,112 @@ func rpcError(w http.ResponseWriter, status int, id json.RawMessage, code int, m
 	})
 }
 
-// Forward serves one call, writing the answer to w.
+// busyError answers a caller that found no free slot: 503, Retry-After and
+// a JSON-RPC error with code -32000 and reason AGENT_BUSY (SPEC §7.3).
+func busyError(w http.ResponseWriter, id json.RawMessage, max int) {
+	if len(id) == 0 {
+		id = json.RawMessage("null")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", strconv.Itoa(int(busyRetryAfter.Seconds())))
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"jsonrpc": "2.0", "id": id, "error": map[string]any{
+			"code":    codeBusy,
+			"message": fmt.Sprintf("the agent is busy: all %d of its max_concurrent_tasks slots are in use (X-Queue-Timeout expired)", max),
+			"data":    map[string]any{"reason": "AGENT_BUSY", "max_concurrent_tasks": max},
+		},
+	})
+}
+
+// admission is a workspace that may be called now, or why not.
+type admission struct {
+	ws         store.Workspace
+	status     int // HTTP status of the refusal; 0 when admitted
+	code       int
+	msg        string
+	retryAfter time.Duration
+	outcome    Kind
+}
+
+// admit loads the workspace and applies the checks every call shares:
+// unknown/removed → 404, hierarchy → 403, paused/offline/URL-less → 503.
+func (g *Gateway) admit(ctx context.Context, caller *auth.Principal, workspaceID string) admission {
+	ws, err := g.d.Store.GetWorkspace(ctx, workspaceID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && ws.Status == store.StatusRemoved) {
+		return admission{status: http.StatusNotFound, code: codeUnavailable, msg: "workspace " + workspaceID + " not found", outcome: KindNotFound}
+	}
+	if err != nil {
+		return admission{status: http.StatusServiceUnavailable, code: codeUnavailable, msg: "the store is temporarily unavailable", retryAfter: 2 * time.Second, outcome: KindUnavailable}
+	}
+	if caller != nil && caller.Kind == auth.KindWorkspace {
+		ok, err := g.d.CanTalk(ctx, caller.WorkspaceID, ws.ID)
+		if err != nil {
+			return admission{ws: ws, status: http.StatusServiceUnavailable, code: codeUnavailable, msg: "the store is temporarily unavailable", retryAfter: 2 * time.Second, outcome: KindUnavailable}
+		}
+		if !ok {
+			return admission{ws: ws, status: http.StatusForbidden, code: codeForbidden, msg: fmt.Sprintf("workspace %s may not message %s", caller.WorkspaceID, ws.ID), outcome: KindForbidden}
+		}
+	}
+	switch {
+	case ws.Status == store.StatusPaused:
+		return admission{ws: ws, status: http.StatusServiceUnavailable, code: codeUnavailable, msg: "workspace is paused", retryAfter: 30 * time.Second, outcome: KindUnavailable}
+	case ws.Status == store.StatusOffline || ws.Status == store.StatusAwaitingAgent:
+		return admission{ws: ws, status: http.StatusServiceUnavailable, code: codeUnavailable, msg: "workspace is " + ws.Status + ": its agent is not connected", retryAfter: 10 * time.Second, outcome: KindUnavailable}
+	case ws.URL == "":
+		return admission{ws: ws, status: http.StatusServiceUnavailable, code: codeUnavailable, msg: "workspace has no agent URL", retryAfter: 10 * time.Second, outcome: KindUnavailable}
+	}
+	return admission{ws: ws}
+}
+
+// acquire takes a capacity lease for the call; ok is false when it did not
+// (busy, caller gone, store down) with the reason in kind.
+func (g *Gateway) acquire(ctx context.Context, ws store.Workspace, purpose, ref string, wait time.Duration) (store.Lease, Kind, error) {
+	l, err := g.d.Capacity.Acquire(ctx, ws.ID, ws.MaxConcurrentTasks, purpose, ref, wait)
+	switch {
+	case err == nil:
+		return l, "", nil
+	case errors.Is(err, ErrBusy):
+		return l, KindBusy, err
+	case ctx.Err() != nil:
+		return l, KindCancelled, err
+	}
+	return l, KindUnavailable, err
+}
+
+// post sends body to the agent with the signed caller header. wrote reports
+// whether the request was completely written before an error (so the agent
+// may have it).
+func (g *Gateway) post(ctx context.Context, ws store.Workspace, caller, version string, body []byte) (resp *http.Response, wrote bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ws.URL, bytes.NewReader(body))
+	if err != nil {
+		return nil, false, err
+	}
+	var written atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(i httptrace.WroteRequestInfo) { written.Store(i.Err == nil) },
+	}))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if version != "" {
+		req.Header.Set("A2A-Version", version)
+	}
+	req.Header.Set(callersig.Header, callersig.Sign(ws.OutboundSecret, caller, body, g.d.Clock.Now()))
+	resp, err = g.d.Client.Do(req)
+	if errors.Is(err, netguard.ErrRefused) && g.d.Audit != nil {
+		// The URL passed the check at registration; refusing it now means
+		// its name resolves somewhere it must not (e.g. DNS rebinding).
+		if aerr := g.d.Audit.Record(context.WithoutCancel(ctx), audit.Event{
+			Kind: audit.KindURLRefused, WorkspaceID: ws.ID, Actor: caller,
+			Detail: map[string]string{"url": ws.URL, "reason": err.Error(), "phase": "call"},
+		}); aerr != nil {
+			g.d.Log.Warn("record security event", "err", aerr)
+		}
+	}
+	return resp, written.Load() || err == nil, err
+}
+
+// Forward serves one HTTP call, writing the answer to w.
 func (g *Gateway) Forward(ctx context.Context, w http.ResponseWriter, c Call) {
 	start := g.d.Clock.Now()
 	env, err := parseEnvelope(c.Body, c.A2AVersion)
@@ -181,35 +305,29 @@ func (g *Gateway) Forward(ctx context.Context, w http.ResponseWriter, c Call) {
 		rpcError(w, http.StatusBadRequest, nil, codeInvalidRequest, f.Error(), 0)
 		return
 	}
-	ws, err := g.d.Store.GetWorkspace(ctx, c.WorkspaceID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && ws.Status == store.StatusRemoved) {
-		rpcError(w, http.StatusNotFound, env.id, codeUnavailable, "workspace "+c.WorkspaceID+" not found", 0)
+	caller := callerID(c.Caller)
+	adm := g.admit(ctx, c.Caller, c.WorkspaceID)
+	if adm.status != 0 {
+		rpcError(w, adm.status, env.id, adm.code, adm.msg, adm.retryAfter)
 		return
 	}
-	if err != nil {
+	ws := adm.ws
+	wait := c.QueueTimeout
+	if wait < 0 {
+		wait = DefaultQueueTimeout
+	}
+	lease, kind, err := g.acquire(ctx, ws, store.LeaseA2A, string(env.id), wait)
+	switch kind {
+	case KindBusy:
+		g.finish(ctx, store.Lease{}, ws.ID, caller, env, "busy", "", g.d.Clock.Since(start))
+		busyError(w, env.id, ws.MaxConcurrentTasks)
+		return
+	case KindCancelled:
+		g.finish(ctx, store.Lease{}, ws.ID, caller, env, "cancelled", "caller went away while queued", g.d.Clock.Since(start))
+		return
+	case KindUnavailable:
+		g.d.Log.Warn("acquire lease", "workspace_id", ws.ID, "err", err)
 		rpcError(w, http.StatusServiceUnavailable, env.id, codeUnavailable, "the store is temporarily unavailable", 2*time.Second)
-		return
-	}
-	if c.Caller.Kind == auth.KindWorkspace {
-		ok, err := g.d.CanTalk(ctx, c.Caller.WorkspaceID, ws.ID)
-		if err != nil {
-			rpcError(w, http.StatusServiceUnavailable, env.id, codeUnavailable, "the store is temporarily unavailable", 2*time.Second)
-			return
-		}
-		if !ok {
-			rpcError(w, http.StatusForbidden, env.id, codeForbidden, fmt.Sprintf("workspace %s may not message %s", c.Caller.WorkspaceID, ws.ID), 0)
-			return
-		}
-	}
-	switch {
-	case ws.Status == store.StatusPaused:
-		rpcError(w, http.StatusServiceUnavailable, env.id, codeUnavailable, "workspace is paused", 30*time.Second)
-		return
-	case ws.Status == store.StatusOffline || ws.Status == store.StatusAwaitingAgent:
-		rpcError(w, http.StatusServiceUnavailable, env.id, codeUnavailable, "workspace is "+ws.Status+": its agent is not connected", 10*time.Second)
-		return
-	case ws.URL == "":
-		rpcError(w, http.StatusServiceUnavailable, env.id, codeUnavailable, "workspace has no agent URL", 10*time.Second)
 		return
 	}
 	timeout := c.Timeout
@@ -218,78 +336,80 @@ func (g *Gateway) Forward(ctx context.Context, w http.ResponseWriter, c Call) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout) // a caller who disconnects cancels ctx too
 	defer cancel()
-	req, err := http.NewRequestWithContext(cctx, http.MethodPost, ws.URL, bytes.NewReader(env.body))
-	if err != nil {
-		rpcError(w, http.StatusBadGateway, env.id, codeUpstream, "agent URL unusable", 0)
+	resp, _, err := g.post(cctx, ws, caller, c.A2AVersion, env.body)
+	if err == nil && resp.StatusCode/100 == 2 && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		status, detail := g.stream(w, resp.Body, cctx)
+		resp.Body.Close()
+		g.finish(ctx, lease, ws.ID, caller, env, status, detail, g.d.Clock.Since(start))
 		return
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	if c.A2AVersion != "" {
-		req.Header.Set("A2A-Version", c.A2AVersion)
-	}
-	caller := callerID(c.Caller)
-	req.Header.Set(callersig.Header, callersig.Sign(ws.OutboundSecret, caller, env.body, g.d.Clock.Now()))
-	resp, err := g.d.Client.Do(req)
-	if errors.Is(err, netguard.ErrRefused) && g.d.Audit != nil {
-		// The URL passed the check at registration; refusing it now means
-		// its name resolves somewhere it must not (e.g. DNS rebinding).
-		actor := c.Caller.Actor()
-		if aerr := g.d.Audit.Record(context.WithoutCancel(ctx), audit.Event{
-			Kind: audit.KindURLRefused, WorkspaceID: ws.ID, Actor: actor,
-			Detail: map[string]string{"url": ws.URL, "reason": err.Error(), "phase": "call"},
-		}); aerr != nil {
-			g.d.Log.Warn("record security event", "err", aerr)
-		}
-	}
-	status, detail := g.relay(w, resp, err, env, cctx)
-	g.record(ctx, ws.ID, caller, env, status, detail, g.d.Clock.Since(start))
+	a := g.read(resp, err, cctx)
+	// The slot is free and the record stored before the caller sees the
+	// answer: a caller that sends its next message at once finds the slot,
+	// and the activity log already shows this call.
+	g.finish(ctx, lease, ws.ID, caller, env, a.status, a.detail, g.d.Clock.Since(start))
+	a.write(w, env.id)
 }
 
-// relay writes the agent's answer (or the mapped failure) and reports the
-// outcome for the record.
-func (g *Gateway) relay(w http.ResponseWriter, resp *http.Response, err error, env envelope, ctx context.Context) (string, string) {
+// answer is an agent's complete (non-streaming) answer or the failure.
+type answer struct {
+	status, detail string // for the record
+	httpStatus     int
+	code           int // JSON-RPC error code when the gateway answers itself
+	msg            string
+	contentType    string
+	body           []byte
+	wrote          bool
+}
+
+func (a answer) write(w http.ResponseWriter, id json.RawMessage) {
+	if a.msg != "" {
+		if a.code == 0 {
+			return // nobody to answer (the caller left)
+		}
+		rpcError(w, a.httpStatus, id, a.code, a.msg, 0)
+		return
+	}
+	if a.contentType != "" {
+		w.Header().Set("Content-Type", a.contentType)
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(a.body)))
+	w.WriteHeader(a.httpStatus)
+	_, _ = w.Write(a.body)
+}
+
+// read reads the agent's answer whole (bounded by the response cap) or maps
+// the transport failure.
+func (g *Gateway) read(resp *http.Response, err error, ctx context.Context) answer {
 	if err != nil {
 		switch {
 		case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
-			rpcError(w, http.StatusGatewayTimeout, env.id, codeTimeout, "the agent did not answer before the deadline (X-Timeout)", 0)
-			return "timeout", err.Error()
+			return answer{status: "timeout", detail: err.Error(), httpStatus: http.StatusGatewayTimeout, code: codeTimeout, msg: "the agent did not answer before the deadline (X-Timeout)"}
 		case errors.Is(err, netguard.ErrRefused):
-			rpcError(w, http.StatusBadGateway, env.id, codeUpstream, "the agent's address is refused (private or local addresses need --allow-private-agents)", 0)
-			return "refused", err.Error()
+			return answer{status: "refused", detail: err.Error(), httpStatus: http.StatusBadGateway, code: codeUpstream, msg: "the agent's address is refused (private or local addresses need --allow-private-agents)"}
 		case errors.Is(err, context.Canceled):
-			return "cancelled", "caller went away"
+			return answer{status: "cancelled", detail: "caller went away", msg: "-"}
 		}
-		rpcError(w, http.StatusBadGateway, env.id, codeUpstream, "the agent could not be reached", 0)
-		return "unreachable", err.Error()
+		return answer{status: "unreachable", detail: err.Error(), httpStatus: http.StatusBadGateway, code: codeUpstream, msg: "the agent could not be reached"}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		rpcError(w, http.StatusBadGateway, env.id, codeUpstream, fmt.Sprintf("the agent answered HTTP %d", resp.StatusCode), 0)
-		return "upstream_error", "HTTP " + strconv.Itoa(resp.StatusCode)
-	}
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		return g.stream(w, resp.Body, ctx)
+		return answer{status: "upstream_error", detail: "HTTP " + strconv.Itoa(resp.StatusCode), httpStatus: http.StatusBadGateway, code: codeUpstream, msg: fmt.Sprintf("the agent answered HTTP %d", resp.StatusCode)}
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, g.d.ResponseCap+1))
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			rpcError(w, http.StatusGatewayTimeout, env.id, codeTimeout, "the agent did not finish its answer before the deadline (X-Timeout)", 0)
-			return "timeout", err.Error()
+			return answer{status: "timeout", detail: err.Error(), httpStatus: http.StatusGatewayTimeout, code: codeTimeout, msg: "the agent did not finish its answer before the deadline (X-Timeout)"}
 		}
-		rpcError(w, http.StatusBadGateway, env.id, codeUpstream, "the agent's answer broke off", 0)
-		return "upstream_error", err.Error()
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return answer{status: "cancelled", detail: "caller went away", msg: "-"}
+		}
+		return answer{status: "upstream_error", detail: err.Error(), httpStatus: http.StatusBadGateway, code: codeUpstream, msg: "the agent's answer broke off"}
 	}
 	if int64(len(body)) > g.d.ResponseCap {
-		rpcError(w, http.StatusBadGateway, env.id, codeUpstream, fmt.Sprintf("the agent's answer exceeds %d bytes", g.d.ResponseCap), 0)
-		return "too_large", ""
+		return answer{status: "too_large", httpStatus: http.StatusBadGateway, code: codeUpstream, msg: fmt.Sprintf("the agent's answer exceeds %d bytes", g.d.ResponseCap)}
 	}
-	if ct := resp.Header.Get("Content-Type"); ct != "" {
-		w.Header().Set("Content-Type", ct)
-	}
-	w.WriteHeader(resp.StatusCode)
-	_, _ = w.Write(body)
-	return "ok", ""
+	return answer{status: "ok", httpStatus: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), body: body}
 }
 
 // stream passes an SSE answer through event by event, with keep-alive
@@ -345,6 +465,9 @@ func (g *Gateway) stream(w http.ResponseWriter, body io.Reader, ctx context.Cont
 			fmt.Fprint(w, ": keep-alive\n\n")
 			_ = rc.Flush()
 		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return "cancelled", "caller went away"
+			}
 			return "timeout", "stream deadline"
 		}
 	}
@@ -357,10 +480,10 @@ func capText(s string) string {
 	return store.CleanText(s)
 }
 
-// record writes the a2a_receive activity row (and, for admin/canvas
-// callers, an admin-only A2A_RESPONSE event) in one transaction.
-func (g *Gateway) record(ctx context.Context, wsID, caller string, env envelope, status, detail string, d time.Duration) {
-	ctx = context.WithoutCancel(ctx)
+// finish releases the lease (if any) and writes the a2a_receive activity row
+// (and, for admin/canvas callers, an admin-only A2A_RESPONSE event) in one
+// group-committed transaction.
+func (g *Gateway) finish(ctx context.Context, l store.Lease, wsID, caller string, env envelope, status, detail string, d time.Duration) {
 	a := store.Activity{
 		ID: uuid.Must(uuid.NewV7()).String(), WorkspaceID: wsID, ActivityType: "a2a_receive", Source: "canvas",
 		SourceID: caller, TargetID: wsID, Method: env.method, Summary: env.method + " from " + caller,
@@ -370,19 +493,16 @@ func (g *Gateway) record(ctx context.Context, wsID, caller string, env envelope,
 	if strings.HasPrefix(caller, "workspace:") {
 		a.Source = "agent"
 	}
-	err := g.d.Store.InTx(ctx, func(tx store.Tx) error {
-		now, err := tx.Now(ctx)
-		if err != nil {
-			return err
-		}
+	event := caller == "admin" || caller == "canvas"
+	err := g.d.Capacity.Release(context.WithoutCancel(ctx), l, func(ctx context.Context, tx store.Tx, now time.Time) error {
 		a.CreatedAt = now
 		if err := tx.InsertActivity(ctx, a); err != nil {
 			return err
 		}
-		if a.Source == "agent" {
+		if !event {
 			return nil
 		}
-		_, _, err = tx.AppendEvent(ctx, store.EventInput{
+		_, _, err := tx.AppendEvent(ctx, store.EventInput{
 			Type: "A2A_RESPONSE", WorkspaceID: wsID, Audience: store.AudienceAdmin, Actor: caller,
 			Payload: mustJSON(map[string]any{"activity_id": a.ID, "method": env.method, "status": status}),
 		})

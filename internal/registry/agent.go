@@ -212,9 +212,16 @@ func (s *Service) Heartbeat(ctx context.Context, c Caller, in HeartbeatInput) (s
 		return w, err
 	}
 	if s.hub != nil {
+		// inflight is the platform's own count (live capacity leases), read
+		// after the commit from the read side so that a heartbeat's write
+		// stays one short statement.
+		inflight := 0
+		if n, err := s.store.InflightCounts(ctx, []string{w.ID}, w.LastHeartbeatAt); err == nil {
+			inflight = n[w.ID]
+		}
 		s.hub.PublishEphemeral(store.Event{
 			Type: "WORKSPACE_HEARTBEAT", WorkspaceID: w.ID, Audience: store.AudienceReachable, Actor: actor,
-			Payload: mustJSON(map[string]any{"active_tasks": w.ActiveTasks, "inflight": 0}),
+			Payload: mustJSON(map[string]any{"active_tasks": w.ActiveTasks, "inflight": inflight}),
 		})
 	}
 	return w, nil

@@ -265,6 +265,16 @@ func (s *Service) List(ctx context.Context, f store.WorkspaceFilter) ([]store.Wo
 	return s.store.ListWorkspaces(ctx, f)
 }
 
+// Inflight counts the platform's own in-flight work per workspace: live
+// capacity leases of gateway calls and cron runs (SPEC §7.3), by store time.
+func (s *Service) Inflight(ctx context.Context, ids []string) (map[string]int, error) {
+	now, err := s.store.Now(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.store.InflightCounts(ctx, ids, now)
+}
+
 // PatchInput is PATCH /workspaces/:id; nil fields are left alone. ParentID
 // set to "" makes the workspace a root.
 type PatchInput struct {

@@ -99,11 +99,20 @@ type Store interface {
 	// ConsumeTicket deletes and returns the ticket with this hash if it has
 	// not expired at now; ErrNotFound otherwise (unknown, used or expired).
 	ConsumeTicket(ctx context.Context, hash []byte, now time.Time) (Ticket, error)
-	// PruneExpired deletes at most batch canvas sessions and stream tickets
-	// that expired before now, and reports how many rows went.
+	// PruneExpired deletes at most batch canvas sessions, stream tickets and
+	// capacity leases that expired before now, and reports how many rows went.
 	PruneExpired(ctx context.Context, now time.Time, batch int) (int64, error)
 	// PruneActivity deletes at most batch activity rows created before cutoff.
 	PruneActivity(ctx context.Context, cutoff time.Time, batch int) (int64, error)
+
+	// InflightCounts counts the live (unexpired at now) capacity leases of
+	// each of the given workspaces; workspaces without one are absent.
+	InflightCounts(ctx context.Context, workspaceIDs []string, now time.Time) (map[string]int, error)
+	// RenewLeases moves the expiry of every lease of holder to expiresAt and
+	// reports how many there were.
+	RenewLeases(ctx context.Context, holder string, expiresAt time.Time) (int64, error)
+	// ReleaseHolder deletes every lease of holder (graceful shutdown).
+	ReleaseHolder(ctx context.Context, holder string) (int64, error)
 }
 
 // Tx is the write side available inside InTx. Domain writes added by later
@@ -156,6 +165,18 @@ type Tx interface {
 	InsertActivity(ctx context.Context, a Activity) error
 	// InsertTicket stores a stream ticket (and drops expired ones).
 	InsertTicket(ctx context.Context, t Ticket) error
+
+	// AcquireLease takes the lowest of the workspace's max slots that is free
+	// or whose lease expired at l.AcquiredAt, storing l there. It reports
+	// false (and writes nothing) when every slot holds a live lease. Two
+	// transactions never both get the same slot: the (workspace, slot) key
+	// is the last guard.
+	AcquireLease(ctx context.Context, l Lease, max int) (Lease, bool, error)
+	// ReleaseLeases deletes the leases with these ids (ids that are gone or
+	// were taken over by another holder are ignored).
+	ReleaseLeases(ctx context.Context, ids []string) error
+	// CountLeases counts a workspace's leases that are live at now.
+	CountLeases(ctx context.Context, workspaceID string, now time.Time) (int, error)
 }
 
 // CommitHook is called after a transaction that appended events commits, with

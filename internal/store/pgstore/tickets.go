@@ -47,6 +47,7 @@ func (s *Store) PruneExpired(ctx context.Context, now time.Time, batch int) (int
 	for _, q := range []string{
 		`DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
 		`DELETE FROM ws_tickets WHERE hash IN (SELECT hash FROM ws_tickets WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+		`DELETE FROM leases WHERE (workspace_id, slot) IN (SELECT workspace_id, slot FROM leases WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
 	} {
 		tag, err := s.pool.Exec(ctx, q, now, batch)
 		if err != nil {

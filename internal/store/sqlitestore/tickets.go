@@ -54,6 +54,7 @@ func (s *Store) PruneExpired(ctx context.Context, now time.Time, batch int) (int
 	for _, q := range []string{
 		`DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < ? LIMIT ?)`,
 		`DELETE FROM ws_tickets WHERE hash IN (SELECT hash FROM ws_tickets WHERE expires_at < ? LIMIT ?)`,
+		`DELETE FROM leases WHERE (workspace_id, slot) IN (SELECT workspace_id, slot FROM leases WHERE expires_at < ? LIMIT ?)`,
 	} {
 		n, err := s.writeExec(ctx, "prune expired", q, now.UnixMilli(), batch)
 		if err != nil {

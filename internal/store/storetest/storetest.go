@@ -81,6 +81,7 @@ func Run(t *testing.T, open Opener) {
 	runWorkspaces(t, open)
 	runActivity(t, open)
 	runTickets(t, open)
+	runLeases(t, open)
 	t.Run("MigrateIsIdempotent", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, open)
