@@ -85,7 +85,6 @@ func call(t *testing.T, base, ws, method string, id int, hdr map[string]string) 
 	return out
 }
 
-
 func recv(t *testing.T, ch <-chan *http.Response) (*http.Response, string) {
 	t.Helper()
 	select {

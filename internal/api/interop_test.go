@@ -12,6 +12,7 @@ import (
 	"github.com/a2aproject/a2a-go/v2/a2aclient"
 	"github.com/a2aproject/a2a-go/v2/a2acompat/a2av0"
 	"github.com/a2aproject/a2a-go/v2/a2asrv"
+	"github.com/agentplane/agentplane/internal/gateway"
 	"github.com/stretchr/testify/require"
 )
 
@@ -97,6 +98,18 @@ func TestInteropWithOfficialSDK(t *testing.T) {
 			}
 			require.Equal(t, []string{"echo: stream"}, streamed)
 			require.Len(t, b.activityRows(b.ownID), 2, "both calls recorded")
+
+			// The internal Send (scheduler, channels) picks the version from
+			// the stored card and speaks it to the SDK's server.
+			card := map[string]any{"name": "sdk", "protocolVersion": "0.3.0"}
+			if version == "1.0" {
+				card = card10
+			}
+			b.registerCard(t, agentSrv.URL, card)
+			out := b.server.d.Gateway.Send(ctx, b.ownID, gateway.Message{Text: "cron"}, gateway.SendOptions{Caller: "scheduler", Timeout: 10 * time.Second})
+			require.Equal(t, gateway.KindMessage, out.Kind, out.Detail)
+			require.Equal(t, version, out.Version)
+			require.Equal(t, "echo: cron", out.Text)
 		})
 	}
 }

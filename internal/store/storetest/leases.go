@@ -121,4 +121,3 @@ func runLeases(t *testing.T, open Opener) {
 		require.ElementsMatch(t, []int{0, 1, 2}, granted, "exactly max grants, one per slot")
 	})
 }
-
