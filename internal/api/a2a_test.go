@@ -68,6 +68,11 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 	return a
 }
 
+func (a *fakeAgent) lastHeader() http.Header {
+	h, _ := a.last()
+	return h
+}
+
 func (a *fakeAgent) last() (http.Header, []byte) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -118,6 +123,17 @@ func TestA2AGateway(t *testing.T) {
 		require.Equal(t, "SendMessage", rows[0].Method)
 		require.Equal(t, "ok", rows[0].Status)
 		evs, err := b.store.ListEvents(b.ctx, store.EventFilter{Type: "A2A_RESPONSE"})
+		require.NoError(t, err)
+		require.Empty(t, evs, "a script's call (admin token) is not shown in the canvas chat")
+
+		// The canvas (an admin session) sees the answer to its own message.
+		w = b.do("POST", "/workspaces/"+b.ownID+"/a2a", req, cookie(b.session), header("Origin", "https://canvas.example.com"), header("A2A-Version", "1.0"))
+		require.Equal(t, 200, w.Code, w.Body.String())
+		_, body = agent.last()
+		c, err = callersig.Verify(ws.OutboundSecret, agent.lastHeader().Get(callersig.Header), body, b.clock.Now())
+		require.NoError(t, err)
+		require.Equal(t, "canvas", c.ID)
+		evs, err = b.store.ListEvents(b.ctx, store.EventFilter{Type: "A2A_RESPONSE"})
 		require.NoError(t, err)
 		require.Len(t, evs, 1)
 		require.Equal(t, store.AudienceAdmin, evs[0].Audience)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"sort"
 	"sync"
@@ -40,10 +41,13 @@ type Capacity struct {
 	log    *slog.Logger
 	holder string
 
-	mu         sync.Mutex
-	pending    []*op
-	committing bool
-	waiters    map[string][]*waiter // per workspace, oldest first
+	// lanes group-commit independently; a workspace's ops always go to the
+	// same lane, so this replica's transactions never wait on each other
+	// for one workspace's slots.
+	lanes []*lane
+
+	mu      sync.Mutex
+	waiters map[string][]*waiter // per workspace, oldest first
 	held       int
 	orphans    []string // leases whose release failed; retried by RunRenewal
 }
@@ -54,7 +58,18 @@ func NewCapacity(st store.Store, clk clock.Clock, log *slog.Logger, holder strin
 	if holder == "" {
 		holder = uuid.NewString()
 	}
-	return &Capacity{st: st, clk: clk, log: log, holder: holder, waiters: map[string][]*waiter{}}
+	// SQLite has one writer: a second lane would only queue behind the
+	// first. PostgreSQL commits in parallel, and overlapping the WAL flushes
+	// of a few transactions is what lets 64 callers through.
+	n := 1
+	if st.Dialect() == "postgres" {
+		n = 4
+	}
+	c := &Capacity{st: st, clk: clk, log: log, holder: holder, waiters: map[string][]*waiter{}}
+	for range n {
+		c.lanes = append(c.lanes, &lane{})
+	}
+	return c
 }
 
 // Holder is the replica id leases are stored under.
@@ -75,6 +90,10 @@ type op struct {
 	wsWake  []string // workspaces whose waiters a release frees
 	orphan  bool     // release of leases already uncounted in held
 	write   func(ctx context.Context, tx store.Tx, now time.Time) error
+	// records are activity rows written in one statement with the rest of
+	// the batch's; CreatedAt is set to the commit's store time.
+	records []store.Activity
+	events  []store.EventInput
 
 	// results
 	granted store.Lease
@@ -82,45 +101,69 @@ type op struct {
 	err     error
 	done    chan struct{}
 	lead    chan struct{} // closed when this op must run the next commit
+	batch   []*op         // what to commit when lead closes
+}
+
+// lane is one group-commit queue.
+type lane struct {
+	mu         sync.Mutex
+	pending    []*op
+	committing bool
+}
+
+func (c *Capacity) laneFor(workspaceID string) *lane {
+	if len(c.lanes) == 1 {
+		return c.lanes[0]
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(workspaceID))
+	return c.lanes[h.Sum32()%uint32(len(c.lanes))]
 }
 
 type waiter struct {
 	wake chan struct{}
 }
 
-// submit adds o to the next group commit and returns once it committed (or
-// failed). One participant at a time commits; it takes everything pending,
-// then hands the role to the oldest op still waiting so that no caller
-// commits for others for long.
-func (c *Capacity) submit(o *op) {
+// submit adds o to the next group commit of ws's lane and returns once it
+// committed (or failed). One participant per lane at a time commits; it
+// takes everything pending, then hands the role to the oldest op still
+// waiting so that no caller commits for others for long.
+func (c *Capacity) submit(ws string, o *op) {
 	o.done = make(chan struct{})
 	o.lead = make(chan struct{})
-	c.mu.Lock()
-	c.pending = append(c.pending, o)
-	if c.committing {
-		c.mu.Unlock()
+	l := c.laneFor(ws)
+	l.mu.Lock()
+	l.pending = append(l.pending, o)
+	var batch []*op
+	if l.committing {
+		l.mu.Unlock()
 		select {
 		case <-o.done:
 			return
-		case <-o.lead:
+		case <-o.lead: // a finishing committer handed us the role and a batch
 		}
-		c.mu.Lock()
+		batch = o.batch
 	} else {
-		c.committing = true
+		l.committing = true
+		batch = l.pending
+		l.pending = nil
+		l.mu.Unlock()
 	}
-	batch := c.pending
-	c.pending = nil
-	c.mu.Unlock()
 
 	c.commit(batch)
 
-	c.mu.Lock()
-	if len(c.pending) > 0 {
-		close(c.pending[0].lead) // committing stays true: the role passes on
+	l.mu.Lock()
+	if len(l.pending) > 0 {
+		// The role passes on (committing stays): the oldest waiting op
+		// commits everything pending now.
+		next := l.pending
+		l.pending = nil
+		next[0].batch = next
+		close(next[0].lead)
 	} else {
-		c.committing = false
+		l.committing = false
 	}
-	c.mu.Unlock()
+	l.mu.Unlock()
 	for _, b := range batch {
 		close(b.done)
 	}
@@ -172,19 +215,45 @@ func (c *Capacity) run(ctx context.Context, batch []*op) error {
 		}
 	}
 	sort.SliceStable(acq, func(i, j int) bool { return acq[i].acquire.WorkspaceID < acq[j].acquire.WorkspaceID })
+	records := false
+	for _, o := range batch {
+		records = records || o.write != nil || len(o.records) > 0 || len(o.events) > 0
+	}
 	return c.st.InTx(ctx, func(tx store.Tx) error {
+		if !records {
+			// Only leases: a database crash frees them anyway, so the
+			// commit need not wait for the disk.
+			if err := tx.NoSync(ctx); err != nil {
+				return err
+			}
+		}
 		now, err := tx.Now(ctx)
 		if err != nil {
 			return err
 		}
+		var (
+			release []string
+			records []store.Activity
+		)
 		for _, o := range batch {
-			if len(o.release) > 0 {
-				if err := tx.ReleaseLeases(ctx, o.release); err != nil {
+			release = append(release, o.release...)
+			for _, a := range o.records {
+				a.CreatedAt = now
+				records = append(records, a)
+			}
+		}
+		if err := tx.ReleaseLeases(ctx, release); err != nil {
+			return err
+		}
+		if err := tx.InsertActivities(ctx, records); err != nil {
+			return err
+		}
+		for _, o := range batch {
+			for _, ev := range o.events {
+				if _, _, err := tx.AppendEvent(ctx, ev); err != nil {
 					return err
 				}
 			}
-		}
-		for _, o := range batch {
 			if o.write != nil {
 				if err := o.write(ctx, tx, now); err != nil {
 					return err
@@ -239,7 +308,7 @@ func (c *Capacity) Acquire(ctx context.Context, workspaceID string, max int, pur
 	var deadline clock.Timer
 	for first := true; ; first = false {
 		o := &op{max: max, acquire: &store.Lease{ID: uuid.NewString(), WorkspaceID: workspaceID, Holder: c.holder, Purpose: purpose, Ref: ref}}
-		c.submit(o)
+		c.submit(workspaceID, o)
 		if o.err != nil {
 			return store.Lease{}, o.err
 		}
@@ -287,26 +356,45 @@ func (c *Capacity) Release(ctx context.Context, l store.Lease, write func(ctx co
 		o.release = []string{l.ID}
 		o.wsWake = []string{l.WorkspaceID}
 	}
-	c.submit(o)
+	c.submit(l.WorkspaceID, o)
 	if o.err != nil && l.ID != "" {
-		// Try the release alone; if the store is down, the renewal loop
-		// retries it (and must not keep renewing it meanwhile forever).
-		r := &op{release: o.release, wsWake: o.wsWake}
-		c.submit(r)
-		if r.err != nil {
-			c.mu.Lock()
-			c.orphans = append(c.orphans, l.ID)
-			c.held--
-			c.mu.Unlock()
-		}
+		c.releaseAlone(l)
 	}
 	return o.err
+}
+
+// Finish frees the lease (if any) and stores the call's activity row and
+// events in the same group commit.
+func (c *Capacity) Finish(ctx context.Context, l store.Lease, wsID string, a store.Activity, events []store.EventInput) error {
+	o := &op{records: []store.Activity{a}, events: events}
+	if l.ID != "" {
+		o.release = []string{l.ID}
+		o.wsWake = []string{l.WorkspaceID}
+	}
+	c.submit(wsID, o)
+	if o.err != nil && l.ID != "" {
+		c.releaseAlone(l)
+	}
+	return o.err
+}
+
+func (c *Capacity) releaseAlone(l store.Lease) {
+	r := &op{release: []string{l.ID}, wsWake: []string{l.WorkspaceID}}
+	c.submit(l.WorkspaceID, r)
+	if r.err != nil {
+		// The store is down: the renewal loop retries the release (and must
+		// not keep renewing the lease meanwhile).
+		c.mu.Lock()
+		c.orphans = append(c.orphans, l.ID)
+		c.held--
+		c.mu.Unlock()
+	}
 }
 
 // Write commits write in the next group commit, without a lease.
 func (c *Capacity) Write(ctx context.Context, write func(ctx context.Context, tx store.Tx, now time.Time) error) error {
 	o := &op{write: write}
-	c.submit(o)
+	c.submit("", o)
 	return o.err
 }
 
@@ -336,7 +424,7 @@ func (c *Capacity) RunRenewal(ctx context.Context, h *supervise.Heart) error {
 		c.mu.Unlock()
 		if len(orphans) > 0 {
 			o := &op{release: orphans, orphan: true}
-			c.submit(o)
+			c.submit("", o)
 			if o.err != nil {
 				c.mu.Lock()
 				c.orphans = append(c.orphans, orphans...)

@@ -481,7 +481,7 @@ func capText(s string) string {
 }
 
 // finish releases the lease (if any) and writes the a2a_receive activity row
-// (and, for admin/canvas callers, an admin-only A2A_RESPONSE event) in one
+// (and, for canvas callers, an admin-only A2A_RESPONSE event) in one
 // group-committed transaction.
 func (g *Gateway) finish(ctx context.Context, l store.Lease, wsID, caller string, env envelope, status, detail string, d time.Duration) {
 	a := store.Activity{
@@ -493,21 +493,17 @@ func (g *Gateway) finish(ctx context.Context, l store.Lease, wsID, caller string
 	if strings.HasPrefix(caller, "workspace:") {
 		a.Source = "agent"
 	}
-	event := caller == "admin" || caller == "canvas"
-	err := g.d.Capacity.Release(context.WithoutCancel(ctx), l, func(ctx context.Context, tx store.Tx, now time.Time) error {
-		a.CreatedAt = now
-		if err := tx.InsertActivity(ctx, a); err != nil {
-			return err
-		}
-		if !event {
-			return nil
-		}
-		_, _, err := tx.AppendEvent(ctx, store.EventInput{
+	// SPEC §7.5: the canvas shows replies to its own messages; scripts with
+	// an admin token and platform senders (scheduler, channels) get none.
+	event := caller == "canvas"
+	var events []store.EventInput
+	if event {
+		events = append(events, store.EventInput{
 			Type: "A2A_RESPONSE", WorkspaceID: wsID, Audience: store.AudienceAdmin, Actor: caller,
 			Payload: mustJSON(map[string]any{"activity_id": a.ID, "method": env.method, "status": status}),
 		})
-		return err
-	})
+	}
+	err := g.d.Capacity.Finish(context.WithoutCancel(ctx), l, wsID, a, events)
 	if err != nil {
 		g.d.Log.Warn("record a2a call", "workspace_id", wsID, "err", err)
 	}

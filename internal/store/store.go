@@ -163,6 +163,9 @@ type Tx interface {
 	InsertSecurityEvent(ctx context.Context, e SecurityEvent) (int64, error)
 	// InsertActivity stores one activity row.
 	InsertActivity(ctx context.Context, a Activity) error
+	// InsertActivities stores several activity rows (on PostgreSQL in one
+	// statement: group commits of the gateway write dozens at once).
+	InsertActivities(ctx context.Context, as []Activity) error
 	// InsertTicket stores a stream ticket (and drops expired ones).
 	InsertTicket(ctx context.Context, t Ticket) error
 
@@ -175,6 +178,12 @@ type Tx interface {
 	// ReleaseLeases deletes the leases with these ids (ids that are gone or
 	// were taken over by another holder are ignored).
 	ReleaseLeases(ctx context.Context, ids []string) error
+	// NoSync lets this transaction's commit return before its changes reach
+	// disk (PostgreSQL synchronous_commit off; a no-op on SQLite, whose WAL
+	// commits do not sync anyway). Other sessions see the commit at once; a
+	// database crash may lose it. Only for state that may be lost that way:
+	// capacity leases, which a crash frees anyway.
+	NoSync(ctx context.Context) error
 	// CountLeases counts a workspace's leases that are live at now.
 	CountLeases(ctx context.Context, workspaceID string, now time.Time) (int, error)
 }

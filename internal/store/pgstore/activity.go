@@ -27,6 +27,48 @@ func (t *tx) InsertActivity(ctx context.Context, a store.Activity) error {
 	return nil
 }
 
+// InsertActivities inserts every row with one statement (one round trip)
+// by passing each column as an array.
+func (t *tx) InsertActivities(ctx context.Context, as []store.Activity) error {
+	switch len(as) {
+	case 0:
+		return nil
+	case 1:
+		return t.InsertActivity(ctx, as[0])
+	}
+	var (
+		ids, wss, types, sources, sourceIDs, targets, methods, summaries, reqs, resps []string
+		reqTrunc, respTrunc                                                           []bool
+		statuses, details                                                             []string
+		durations                                                                     []int64
+		atts                                                                          []*string
+		created                                                                       []time.Time
+	)
+	for _, a := range as {
+		ids, wss, types, sources = append(ids, a.ID), append(wss, a.WorkspaceID), append(types, a.ActivityType), append(sources, a.Source)
+		sourceIDs, targets, methods = append(sourceIDs, a.SourceID), append(targets, a.TargetID), append(methods, a.Method)
+		summaries, reqs, resps = append(summaries, a.Summary), append(reqs, a.RequestBody), append(resps, a.ResponseBody)
+		reqTrunc, respTrunc = append(reqTrunc, a.RequestTruncated), append(respTrunc, a.ResponseTruncated)
+		statuses, details, durations = append(statuses, a.Status), append(details, a.ErrorDetail), append(durations, a.DurationMS)
+		var att *string
+		if len(a.Attachments) > 0 {
+			s := string(a.Attachments)
+			att = &s
+		}
+		atts, created = append(atts, att), append(created, a.CreatedAt)
+	}
+	_, err := t.tx.Exec(ctx, `INSERT INTO activity_logs (`+activityCols+`)
+		SELECT id::uuid, ws::uuid, ty, src, sid, tid, m, su, rq, rs, rqt, rst, st, ed, d, att::jsonb, ca
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+			$10::text[], $11::bool[], $12::bool[], $13::text[], $14::text[], $15::bigint[], $16::text[], $17::timestamptz[])
+			AS u(id, ws, ty, src, sid, tid, m, su, rq, rs, rqt, rst, st, ed, d, att, ca)`,
+		ids, wss, types, sources, sourceIDs, targets, methods, summaries, reqs, resps, reqTrunc, respTrunc, statuses, details, durations, atts, created)
+	if err != nil {
+		return fmt.Errorf("insert activity: %w", mapErr(err))
+	}
+	return nil
+}
+
 // ListActivity pages newest first by id (UUIDv7: time order).
 func (s *Store) ListActivity(ctx context.Context, f store.ActivityFilter) ([]store.Activity, error) {
 	limit := f.Limit

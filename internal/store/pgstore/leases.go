@@ -10,39 +10,50 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// acquireLeaseSQL picks the lowest slot without a live lease and inserts
-// there, taking over an expired row in place. Under READ COMMITTED two
-// replicas may pick the same slot: the loser's insert waits on the winner's
-// key, then finds a live lease and changes nothing (no row returned), and
-// AcquireLease looks again.
-const acquireLeaseSQL = `INSERT INTO leases (workspace_id, slot, id, holder, purpose, ref, acquired_at, expires_at)
+// Acquiring never locks a row it does not end up holding, so concurrent
+// acquisitions (on any number of replicas) wait on each other only for a
+// key both try to insert, always in workspace order, and cannot deadlock.
+// (An ON CONFLICT DO UPDATE … WHERE would lock the live row it declines to
+// update until the transaction ends: that deadlocked under load.)
+const (
+	// insertLeaseSQL takes the lowest slot that has no row at all.
+	insertLeaseSQL = `INSERT INTO leases (workspace_id, slot, id, holder, purpose, ref, acquired_at, expires_at)
 	SELECT $1, s, $3, $4, $5, $6, $7, $8 FROM generate_series(0, $2 - 1) AS s
-	WHERE NOT EXISTS (SELECT 1 FROM leases l WHERE l.workspace_id = $1 AND l.slot = s AND l.expires_at > $7)
+	WHERE NOT EXISTS (SELECT 1 FROM leases l WHERE l.workspace_id = $1 AND l.slot = s)
 	ORDER BY s LIMIT 1
-	ON CONFLICT (workspace_id, slot) DO UPDATE SET id = EXCLUDED.id, holder = EXCLUDED.holder, purpose = EXCLUDED.purpose,
-		ref = EXCLUDED.ref, acquired_at = EXCLUDED.acquired_at, expires_at = EXCLUDED.expires_at
-	WHERE leases.expires_at <= EXCLUDED.acquired_at
+	ON CONFLICT (workspace_id, slot) DO NOTHING
 	RETURNING slot`
+	// takeOverLeaseSQL takes the lowest expired slot nobody else is
+	// taking over right now.
+	takeOverLeaseSQL = `UPDATE leases SET id = $3, holder = $4, purpose = $5, ref = $6, acquired_at = $7, expires_at = $8
+	WHERE (workspace_id, slot) = (SELECT workspace_id, slot FROM leases
+		WHERE workspace_id = $1 AND slot < $2 AND expires_at <= $7 ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED)
+	AND expires_at <= $7
+	RETURNING slot`
+	// freeSlotSQL tells whether any slot is without a live lease.
+	freeSlotSQL = `SELECT EXISTS (SELECT 1 FROM generate_series(0, $2 - 1) AS s
+	WHERE NOT EXISTS (SELECT 1 FROM leases l WHERE l.workspace_id = $1 AND l.slot = s AND l.expires_at > $3))`
+)
 
 func (t *tx) AcquireLease(ctx context.Context, l store.Lease, max int) (store.Lease, bool, error) {
 	if max <= 0 {
 		return l, false, nil
 	}
-	// Each attempt either succeeds or saw a slot taken by a commit that
-	// happened after it started; max attempts cover every slot.
+	// Each round either takes a slot or lost one to a commit that happened
+	// after its statement began; max+1 rounds cover every slot.
 	for range max + 1 {
-		err := t.tx.QueryRow(ctx, acquireLeaseSQL, l.WorkspaceID, max, l.ID, l.Holder, l.Purpose, store.CleanText(l.Ref),
-			l.AcquiredAt, l.ExpiresAt).Scan(&l.Slot)
-		if err == nil {
-			return l, true, nil
-		}
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return l, false, fmt.Errorf("acquire lease: %w", mapErr(err))
+		for _, q := range []string{insertLeaseSQL, takeOverLeaseSQL} {
+			err := t.tx.QueryRow(ctx, q, l.WorkspaceID, max, l.ID, l.Holder, l.Purpose, store.CleanText(l.Ref),
+				l.AcquiredAt, l.ExpiresAt).Scan(&l.Slot)
+			if err == nil {
+				return l, true, nil
+			}
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return l, false, fmt.Errorf("acquire lease: %w", mapErr(err))
+			}
 		}
 		var free bool
-		if err := t.tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM generate_series(0, $2 - 1) AS s
-			WHERE NOT EXISTS (SELECT 1 FROM leases l WHERE l.workspace_id = $1 AND l.slot = s AND l.expires_at > $3))`,
-			l.WorkspaceID, max, l.AcquiredAt).Scan(&free); err != nil {
+		if err := t.tx.QueryRow(ctx, freeSlotSQL, l.WorkspaceID, max, l.AcquiredAt).Scan(&free); err != nil {
 			return l, false, fmt.Errorf("acquire lease: %w", mapErr(err))
 		}
 		if !free {
@@ -93,7 +104,10 @@ func (s *Store) InflightCounts(ctx context.Context, ids []string, now time.Time)
 }
 
 func (s *Store) RenewLeases(ctx context.Context, holder string, expiresAt time.Time) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE leases SET expires_at = $1 WHERE holder = $2`, expiresAt, holder)
+	// SKIP LOCKED: a lease being released right now needs no renewal, and
+	// waiting on it could deadlock with the releasing transaction.
+	tag, err := s.pool.Exec(ctx, `UPDATE leases SET expires_at = $1 WHERE (workspace_id, slot) IN
+		(SELECT workspace_id, slot FROM leases WHERE holder = $2 FOR UPDATE SKIP LOCKED)`, expiresAt, holder)
 	if err != nil {
 		return 0, fmt.Errorf("renew leases: %w", mapErr(err))
 	}
@@ -106,4 +120,23 @@ func (s *Store) ReleaseHolder(ctx context.Context, holder string) (int64, error)
 		return 0, fmt.Errorf("release leases: %w", mapErr(err))
 	}
 	return tag.RowsAffected(), nil
+}
+
+// NoSync sets synchronous_commit off for this transaction and, on the same
+// round trip, reads the time and transaction id that Now would read.
+func (t *tx) NoSync(ctx context.Context) error {
+	var (
+		n    time.Time
+		txid string
+	)
+	if err := t.tx.QueryRow(ctx, `SELECT clock_timestamp(), pg_current_xact_id()::text FROM (SELECT set_config('synchronous_commit', 'off', true)) AS s`).Scan(&n, &txid); err != nil {
+		return fmt.Errorf("synchronous_commit: %w", mapErr(err))
+	}
+	if t.now.IsZero() && t.s.opts.Now == nil {
+		t.now = store.TruncateMillis(n)
+		if err := t.setTxID(txid); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -181,14 +181,6 @@ func (s *Store) InTx(ctx context.Context, fn func(store.Tx) error) error {
 	if err := fn(tx); err != nil {
 		return err
 	}
-	if tx.lastEventID > 0 {
-		// Wake every replica's relay. NOTIFY is transactional: it is sent at
-		// commit and never for a rollback. Only the id travels (payloads are
-		// capped at 8000 bytes); readers read the events table.
-		if _, err := pgTx.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, strconv.FormatInt(tx.lastEventID, 10)); err != nil {
-			return fmt.Errorf("notify: %w", mapErr(err))
-		}
-	}
 	committed = true
 	if err := pgTx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit: %w", mapErr(err))
@@ -211,13 +203,43 @@ type tx struct {
 // milliseconds, and every extra read is a round trip on the hot path.
 func (t *tx) Now(ctx context.Context) (time.Time, error) {
 	if t.now.IsZero() {
-		n, err := now(ctx, t.s.opts, t.tx)
-		if err != nil {
-			return n, err
+		if t.s.opts.Now != nil {
+			t.now = store.TruncateMillis(t.s.opts.Now())
+			return t.now, nil
 		}
-		t.now = n
+		// Nearly every transaction that reads the time writes, and most
+		// append an event: take the transaction id on the same round trip.
+		var (
+			n    time.Time
+			txid string
+		)
+		if err := t.tx.QueryRow(ctx, `SELECT clock_timestamp(), pg_current_xact_id()::text`).Scan(&n, &txid); err != nil {
+			return time.Time{}, fmt.Errorf("read database time: %w", mapErr(err))
+		}
+		if err := t.setTxID(txid); err != nil {
+			return time.Time{}, err
+		}
+		t.now = store.TruncateMillis(n)
 	}
 	return t.now, nil
+}
+
+// takeTxID reads the transaction id (assigning one).
+func (t *tx) takeTxID(ctx context.Context) error {
+	var s string
+	if err := t.tx.QueryRow(ctx, `SELECT pg_current_xact_id()::text`).Scan(&s); err != nil {
+		return mapErr(err)
+	}
+	return t.setTxID(s)
+}
+
+func (t *tx) setTxID(s string) error {
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("transaction id %q: %w", s, err)
+	}
+	t.txid = v
+	return nil
 }
 
 func (t *tx) AppendEvent(ctx context.Context, in store.EventInput) (store.Event, bool, error) {
@@ -228,36 +250,39 @@ func (t *tx) AppendEvent(ctx context.Context, in store.EventInput) (store.Event,
 	if len(payload) == 0 {
 		payload = json.RawMessage(`{}`)
 	}
-	if t.txid == 0 {
-		// Take the transaction id before the event id: a reader that sees a
-		// later id committed then knows that this transaction, which may
-		// still commit a smaller id, is in its snapshot's in-flight list.
-		var s string
-		if err := t.tx.QueryRow(ctx, `SELECT pg_current_xact_id()::text`).Scan(&s); err != nil {
-			return store.Event{}, false, fmt.Errorf("append event %s: %w", in.Type, mapErr(err))
-		}
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return store.Event{}, false, fmt.Errorf("append event %s: transaction id %q: %w", in.Type, s, err)
-		}
-		t.txid = v
-	}
+	// Now also takes the transaction id, before the event id: a reader
+	// that sees a later id committed then knows that this transaction, which
+	// may still commit a smaller id, is in its snapshot's in-flight list.
 	now, err := t.Now(ctx)
 	if err != nil {
 		return store.Event{}, false, err
 	}
+	if t.txid == 0 {
+		if err := t.takeTxID(ctx); err != nil {
+			return store.Event{}, false, fmt.Errorf("append event %s: %w", in.Type, err)
+		}
+	}
 	// INSERT … SELECT … WHERE NOT EXISTS draws an id only when a row is
 	// produced: a dedupe hit must not burn a sequence value, because every
 	// burned value is a gap the stream relay has to wait out.
-	var id int64
-	err = t.tx.QueryRow(ctx, `INSERT INTO events (type, workspace_id, audience, payload, actor, dedupe_key, created_at, txid)
+	//
+	// The NOTIFY that wakes every replica's relay rides on the same round
+	// trip. It is transactional: sent at commit, never for a rollback. Only
+	// the id travels (payloads are capped at 8000 bytes); readers read the
+	// events table.
+	var (
+		id     int64
+		notify string
+	)
+	err = t.tx.QueryRow(ctx, `WITH ins AS (INSERT INTO events (type, workspace_id, audience, payload, actor, dedupe_key, created_at, txid)
 		SELECT $1, $2::uuid, $3, $4::jsonb, $5, $6, $7, $8::text::xid8
 		WHERE $6::text IS NULL OR NOT EXISTS (SELECT 1 FROM events WHERE dedupe_key = $6)
 		ON CONFLICT (dedupe_key) DO NOTHING
-		RETURNING id`,
+		RETURNING id)
+		SELECT id, pg_notify($9, id::text)::text FROM ins`,
 		in.Type, nullString(in.WorkspaceID), string(in.Audience), string(payload), in.Actor, nullString(in.DedupeKey), now,
-		strconv.FormatUint(t.txid, 10),
-	).Scan(&id)
+		strconv.FormatUint(t.txid, 10), NotifyChannel,
+	).Scan(&id, &notify)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Event{}, false, nil
 	}

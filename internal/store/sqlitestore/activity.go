@@ -28,6 +28,17 @@ func (t *tx) InsertActivity(ctx context.Context, a store.Activity) error {
 	return nil
 }
 
+// InsertActivities inserts row by row: in-process statements cost no round
+// trip.
+func (t *tx) InsertActivities(ctx context.Context, as []store.Activity) error {
+	for _, a := range as {
+		if err := t.InsertActivity(ctx, a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ListActivity pages newest first by id (UUIDv7: time order).
 func (s *Store) ListActivity(ctx context.Context, f store.ActivityFilter) ([]store.Activity, error) {
 	limit := f.Limit

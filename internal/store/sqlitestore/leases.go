@@ -111,3 +111,6 @@ func (s *Store) RenewLeases(ctx context.Context, holder string, expiresAt time.T
 func (s *Store) ReleaseHolder(ctx context.Context, holder string) (int64, error) {
 	return s.writeExec(ctx, "release leases", `DELETE FROM leases WHERE holder = ?`, holder)
 }
+
+// NoSync is a no-op: with WAL and synchronous=NORMAL no commit syncs.
+func (t *tx) NoSync(context.Context) error { return nil }

@@ -11,6 +11,36 @@ import (
 )
 
 func runActivity(t *testing.T, open Opener) {
+	t.Run("InsertActivitiesMatchesOneByOne", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, open)
+		ws := b.insertWorkspace(t, nil)
+		now := b.clock.Now().Truncate(time.Millisecond).UTC()
+		var want []store.Activity
+		for i := range 3 {
+			a := store.Activity{
+				ID: newID(), WorkspaceID: ws.ID, ActivityType: "a2a_receive", Source: "canvas", SourceID: "admin",
+				TargetID: ws.ID, Method: "message/send", Summary: fmt.Sprint("s", i), RequestBody: "{}", ResponseBody: "r",
+				RequestTruncated: i == 1, ResponseTruncated: i == 2, Status: "ok", ErrorDetail: "e", DurationMS: int64(i), CreatedAt: now,
+			}
+			if i == 2 {
+				a.Attachments = json.RawMessage(`[{"uri":"https://x/y","name":"y"}]`)
+			}
+			want = append(want, a)
+		}
+		require.NoError(t, b.store.InTx(b.ctx, func(tx store.Tx) error { return tx.InsertActivities(b.ctx, want) }))
+		require.NoError(t, b.store.InTx(b.ctx, func(tx store.Tx) error { return tx.InsertActivities(b.ctx, nil) }))
+		got, err := b.store.ListActivity(b.ctx, store.ActivityFilter{WorkspaceID: ws.ID})
+		require.NoError(t, err)
+		require.Len(t, got, 3)
+		for i, g := range got {
+			w := want[2-i] // newest (largest UUIDv7) first
+			require.JSONEq(t, orEmpty(w.Attachments), orEmpty(g.Attachments))
+			g.Attachments, w.Attachments = nil, nil
+			require.Equal(t, w, g)
+		}
+	})
+
 	t.Run("ActivityRoundTripAndPaging", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, open)
@@ -143,4 +173,11 @@ func runTickets(t *testing.T, open Opener) {
 		_, err = b.store.ConsumeTicket(b.ctx, late.Hash, now.Add(time.Minute))
 		require.ErrorIs(t, err, store.ErrNotFound, "expired at its expiry instant")
 	})
+}
+
+func orEmpty(b json.RawMessage) string {
+	if len(b) == 0 {
+		return "null"
+	}
+	return string(b)
 }
