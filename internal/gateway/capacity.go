@@ -48,8 +48,8 @@ type Capacity struct {
 
 	mu      sync.Mutex
 	waiters map[string][]*waiter // per workspace, oldest first
-	held       int
-	orphans    []string // leases whose release failed; retried by RunRenewal
+	held    int
+	orphans []string // leases whose release failed; retried by RunRenewal
 }
 
 // NewCapacity returns a lease manager whose leases are held in the name of
