@@ -284,6 +284,27 @@ func TestGatewayCapacity(t *testing.T) {
 				}
 			})
 
+			t.Run("HeartbeatEventCarriesInflight", func(t *testing.T) {
+				t.Parallel()
+				b := setupOn(t, backend)
+				agent := newHoldingAgent(t)
+				b.online(t, b.ownToken, agent.srv.URL)
+				_, err := b.server.d.Gateway.Acquire(b.ctx, b.ownID, store.LeaseCron, "run-1", 0)
+				require.NoError(t, err)
+				require.NoError(t, b.hub.Prime(b.ctx))
+				sub, _, err := b.hub.Subscribe(16)
+				require.NoError(t, err)
+				defer sub.Close()
+				require.Equal(t, 200, b.do("POST", "/registry/heartbeat", map[string]any{"active_tasks": 2}, bearer(b.ownToken)).Code)
+				for ev := range sub.C() {
+					if ev.Type != "WORKSPACE_HEARTBEAT" {
+						continue
+					}
+					require.JSONEq(t, `{"active_tasks":2,"inflight":1}`, string(ev.Payload), "the agent's count next to the platform's")
+					break
+				}
+			})
+
 			t.Run("BadQueueTimeoutNamesTheHeader", func(t *testing.T) {
 				t.Parallel()
 				b := setupOn(t, backend)
