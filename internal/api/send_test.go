@@ -225,6 +225,17 @@ func TestGatewaySend(t *testing.T) {
 				require.Equal(t, gateway.KindSentFailed, out.Kind, out.Detail)
 				require.True(t, out.Written)
 
+				// An agent that refuses with 503 + Retry-After did not take it.
+				refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Retry-After", "7")
+					http.Error(w, "busy", http.StatusServiceUnavailable)
+				}))
+				t.Cleanup(refuse.Close)
+				b.registerCard(t, refuse.URL, nil)
+				out = b.server.d.Gateway.Send(b.ctx, b.ownID, gateway.Message{Text: "x"}, gateway.SendOptions{Timeout: 5 * time.Second})
+				require.Equal(t, gateway.KindAgentBusy, out.Kind, out.Detail)
+				require.Equal(t, 7*time.Second, out.RetryAfter)
+
 				// An agent that never answers: the timeout reaches the call.
 				hang := newScriptedAgent(t, func(string, map[string]any) string { return "" })
 				b.registerCard(t, hang.srv.URL, nil)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,9 +18,10 @@ import (
 // Kind classifies the outcome of Send.
 type Kind string
 
-// Outcome kinds. Only KindNotSent (and the refusals before any request:
-// busy, unavailable, not found, forbidden) guarantee that the agent never
-// saw the message; a retry after any other kind may deliver it twice.
+// Outcome kinds. Only KindNotSent, KindAgentBusy (the agent said it did not
+// take the message) and the refusals before any request (busy, unavailable,
+// not found, forbidden) guarantee that the agent did not act on the
+// message; a retry after any other kind may deliver it twice.
 const (
 	KindMessage     Kind = "message"     // the agent replied with a message
 	KindTask        Kind = "task"        // the agent returned a task; State says how it ended
@@ -28,6 +30,7 @@ const (
 	KindTimeout     Kind = "timeout"     // the deadline passed (Written says whether it was sent)
 	KindNotSent     Kind = "not_sent"    // transport failure before the request was fully written
 	KindSentFailed  Kind = "sent_failed" // transport or HTTP failure after the request was written
+	KindAgentBusy   Kind = "agent_busy"  // the agent answered 429 or 503 with Retry-After: it refused the message
 	KindUnavailable Kind = "unavailable" // paused, offline, awaiting its agent, no URL, or the store is down
 	KindNotFound    Kind = "not_found"   // unknown or removed workspace
 	KindForbidden   Kind = "forbidden"   // the hierarchy forbids this caller
@@ -92,8 +95,10 @@ type Outcome struct {
 	// Detail explains a failure (error text, HTTP status, JSON-RPC error).
 	Detail string
 	// Written reports whether the request may have reached the agent.
-	Written  bool
-	Duration time.Duration
+	Written bool
+	// RetryAfter is the agent's Retry-After with KindAgentBusy.
+	RetryAfter time.Duration
+	Duration   time.Duration
 }
 
 // Terminal reports whether a task state will not change any more.
@@ -253,8 +258,11 @@ func (g *Gateway) exchange(ctx context.Context, ws store.Workspace, o SendOption
 		return
 	case resp.StatusCode/100 != 2:
 		out.Kind, out.Detail = KindSentFailed, fmt.Sprintf("the agent answered HTTP %d", resp.StatusCode)
-		if resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests {
-			out.Detail += " (busy)"
+		if ra := resp.Header.Get("Retry-After"); ra != "" && (resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests) {
+			if n, err := strconv.Atoi(ra); err == nil && n >= 0 {
+				out.Kind, out.RetryAfter = KindAgentBusy, time.Duration(n)*time.Second
+				out.Detail += " with Retry-After " + ra
+			}
 		}
 		return
 	}
