@@ -113,6 +113,23 @@ type Store interface {
 	RenewLeases(ctx context.Context, holder string, expiresAt time.Time) (int64, error)
 	// ReleaseHolder deletes every lease of holder (graceful shutdown).
 	ReleaseHolder(ctx context.Context, holder string) (int64, error)
+
+	// GetSchedule reads a schedule (deleted ones too); ErrNotFound if none.
+	GetSchedule(ctx context.Context, id string) (Schedule, error)
+	// ListSchedules lists a workspace's live schedules in creation order.
+	ListSchedules(ctx context.Context, workspaceID string, limit int) ([]Schedule, error)
+	// NextDue is the earliest next_run_at of an enabled live schedule; ok is
+	// false when none is due ever.
+	NextDue(ctx context.Context) (t time.Time, ok bool, err error)
+	// GetRun reads one history row; ErrNotFound if none.
+	GetRun(ctx context.Context, id string) (ScheduleRun, error)
+	// ListRuns pages a schedule's history newest first.
+	ListRuns(ctx context.Context, f RunFilter) ([]ScheduleRun, error)
+	// RenewRunLeases moves the lease expiry of holder's pending and running
+	// runs to expiresAt.
+	RenewRunLeases(ctx context.Context, holder string, expiresAt time.Time) (int64, error)
+	// ExpiredRuns lists pending or running runs whose lease expired at now.
+	ExpiredRuns(ctx context.Context, now time.Time, limit int) ([]ScheduleRun, error)
 }
 
 // Tx is the write side available inside InTx. Domain writes added by later
@@ -184,6 +201,29 @@ type Tx interface {
 	// database crash may lose it. Only for state that may be lost that way:
 	// capacity leases, which a crash frees anyway.
 	NoSync(ctx context.Context) error
+	// InsertSchedule stores a new schedule; ErrConflict when the workspace
+	// has a live schedule of that name.
+	InsertSchedule(ctx context.Context, s Schedule) error
+	// LockSchedule reads a schedule and locks its row until the
+	// transaction ends (PostgreSQL; SQLite's writer lock already excludes).
+	LockSchedule(ctx context.Context, id string) (Schedule, error)
+	// UpdateSchedule writes every mutable field of s; ErrConflict when the
+	// new name is taken.
+	UpdateSchedule(ctx context.Context, s Schedule) error
+	// ClaimDueSchedules locks up to limit enabled live schedules due at now,
+	// earliest first, skipping rows another transaction holds.
+	ClaimDueSchedules(ctx context.Context, now time.Time, limit int) ([]Schedule, error)
+	// InsertRun stores a history row. It reports false (and writes nothing)
+	// when the slot of a schedule or catchup row already has one.
+	InsertRun(ctx context.Context, r ScheduleRun) (bool, error)
+	// UpdateRun writes every mutable field of r.
+	UpdateRun(ctx context.Context, r ScheduleRun) error
+	// LockRun reads a run and locks its row until the transaction ends.
+	LockRun(ctx context.Context, id string) (ScheduleRun, error)
+	// ActiveRuns lists a schedule's pending and running runs.
+	ActiveRuns(ctx context.Context, scheduleID string) ([]ScheduleRun, error)
+	// PruneRuns deletes a schedule's oldest finished history rows beyond keep.
+	PruneRuns(ctx context.Context, scheduleID string, keep int) (int64, error)
 	// CountLeases counts a workspace's leases that are live at now.
 	CountLeases(ctx context.Context, workspaceID string, now time.Time) (int, error)
 }

@@ -82,6 +82,7 @@ func Run(t *testing.T, open Opener) {
 	runActivity(t, open)
 	runTickets(t, open)
 	runLeases(t, open)
+	runSchedules(t, open)
 	t.Run("MigrateIsIdempotent", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, open)
