@@ -195,7 +195,8 @@ func TestAuthMatrix(t *testing.T) {
 					t.Parallel()
 					b = setup(t) // a write may change the cast (delete, revoke, pause)
 				}
-				path := strings.NewReplacer("{id}", b.ownID, "{tokenId}", "0190f5d2-8a4b-7c3e-9f1a-2b3c4d5e6f70").Replace(rt.Pattern)
+				path := strings.NewReplacer("{id}", b.ownID, "{tokenId}", "0190f5d2-8a4b-7c3e-9f1a-2b3c4d5e6f70",
+					"{sid}", "0190f5d2-8a4b-7c3e-9f1a-2b3c4d5e6f71", "{rid}", "0190f5d2-8a4b-7c3e-9f1a-2b3c4d5e6f72").Replace(rt.Pattern)
 				// Streams run until the client goes: give them a short life.
 				ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 				defer cancel()

@@ -15,6 +15,7 @@ import (
 	"github.com/agentplane/agentplane/internal/httpapi"
 	"github.com/agentplane/agentplane/internal/metrics"
 	"github.com/agentplane/agentplane/internal/registry"
+	"github.com/agentplane/agentplane/internal/scheduler"
 	"github.com/agentplane/agentplane/internal/store"
 	"github.com/agentplane/agentplane/internal/supervise"
 )
@@ -34,6 +35,8 @@ type Deps struct {
 	Activity *activity.Service
 	Hub      *events.Hub
 	Gateway  *gateway.Gateway
+	// Schedules is the schedules API's domain side.
+	Schedules *scheduler.Service
 	// PingInterval is how often idle streams are pinged (default 20 s).
 	PingInterval time.Duration
 	ClientIP     *auth.ClientIP
@@ -91,6 +94,18 @@ func (s *Server) Routes() []Route {
 		{http.MethodGet, "/events/stream", auth.Stream, s.sseStream},
 		{http.MethodGet, "/ws", auth.Stream, s.wsStream},
 		{http.MethodPost, "/workspaces/{id}/a2a", auth.AdminOrWorkspace, s.a2a},
+
+		{http.MethodGet, "/workspaces/{id}/schedules", auth.AdminOrOwn, s.listSchedules},
+		{http.MethodPost, "/workspaces/{id}/schedules", auth.AdminOrOwn, s.createSchedule},
+		{http.MethodGet, "/workspaces/{id}/schedules/{sid}", auth.AdminOrOwn, s.getSchedule},
+		{http.MethodPatch, "/workspaces/{id}/schedules/{sid}", auth.AdminOrOwn, s.patchSchedule},
+		{http.MethodDelete, "/workspaces/{id}/schedules/{sid}", auth.AdminOrOwn, s.deleteSchedule},
+		{http.MethodPost, "/workspaces/{id}/schedules/{sid}/pause", auth.AdminOrOwn, s.pauseSchedule},
+		{http.MethodPost, "/workspaces/{id}/schedules/{sid}/resume", auth.AdminOrOwn, s.resumeSchedule},
+		{http.MethodPost, "/workspaces/{id}/schedules/{sid}/run", auth.AdminOrOwn, s.runSchedule},
+		{http.MethodGet, "/workspaces/{id}/schedules/{sid}/history", auth.AdminOrOwn, s.scheduleHistory},
+		{http.MethodGet, "/workspaces/{id}/schedules/{sid}/runs/{rid}", auth.AdminOrOwn, s.getRun},
+		{http.MethodPost, "/workspaces/{id}/schedules/{sid}/runs/{rid}/cancel", auth.AdminOrOwn, s.cancelRun},
 	}
 }
 

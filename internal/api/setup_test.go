@@ -22,6 +22,7 @@ import (
 	"github.com/agentplane/agentplane/internal/metrics"
 	"github.com/agentplane/agentplane/internal/netguard"
 	"github.com/agentplane/agentplane/internal/registry"
+	"github.com/agentplane/agentplane/internal/scheduler"
 	"github.com/agentplane/agentplane/internal/store"
 	"github.com/agentplane/agentplane/internal/store/pgstore"
 	"github.com/agentplane/agentplane/internal/store/sqlitestore"
@@ -100,11 +101,13 @@ func setupOn(t *testing.T, backend string) *testBundle {
 		Store: st, Clock: c, Log: log, Audit: rec, Hub: hub,
 		URLs: netguard.New(netguard.Options{AllowPrivate: true}), HeartbeatTTL: 90 * time.Second,
 	})
+	gw := gateway.New(gateway.Deps{Store: st, CanTalk: reg.CanTalk, Client: netguard.New(netguard.Options{AllowPrivate: true}).Client(0),
+		Clock: c, Log: log, ResponseCap: 1 << 16})
+	engine := scheduler.NewEngine(scheduler.Options{Store: st, Clock: c, Log: log, Gateway: gw})
 	s := New(Deps{
 		Store: st, Live: live, Metrics: metrics.New(live), Authn: authSvc, Auth: authSvc, Registry: reg,
 		Activity: activity.New(st, log, rec, 4096), Hub: hub, ClientIP: ips,
-		Gateway: gateway.New(gateway.Deps{Store: st, CanTalk: reg.CanTalk, Client: netguard.New(netguard.Options{AllowPrivate: true}).Client(0),
-			Clock: c, Log: log, ResponseCap: 1 << 16}), Audit: rec, Log: log, MaxBody: 1 << 20,
+		Gateway: gw, Schedules: scheduler.NewService(st, engine), Audit: rec, Log: log, MaxBody: 1 << 20,
 	})
 	h, err := s.Handler()
 	require.NoError(t, err)

@@ -30,6 +30,7 @@ import (
 	"github.com/agentplane/agentplane/internal/metrics"
 	"github.com/agentplane/agentplane/internal/netguard"
 	"github.com/agentplane/agentplane/internal/registry"
+	"github.com/agentplane/agentplane/internal/scheduler"
 	"github.com/agentplane/agentplane/internal/store"
 	"github.com/agentplane/agentplane/internal/store/pgstore"
 	"github.com/agentplane/agentplane/internal/store/sqlitestore"
@@ -83,6 +84,9 @@ type App struct {
 	// to message agents); Capacity its lease manager.
 	Gateway  *gateway.Gateway
 	Capacity *gateway.Capacity
+	// Engine is the scheduler; Schedules its API side.
+	Engine    *scheduler.Engine
+	Schedules *scheduler.Service
 
 	listener net.Listener
 	server   *http.Server
@@ -174,9 +178,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		Capacity: a.Capacity,
 	})
 	a.Gateway = gw
+	a.Engine = scheduler.NewEngine(scheduler.Options{
+		Store: st, Clock: a.clock, Log: log.With("subsystem", "scheduler"), Gateway: gw, Holder: a.Capacity.Holder(), RunHistory: cfg.RunHistory,
+	})
+	a.Schedules = scheduler.NewService(st, a.Engine)
 	srv := api.New(api.Deps{
 		Store: st, Live: a.Live, Metrics: a.Metrics, Log: log, Authn: a.Auth, Auth: a.Auth,
 		Registry: a.Registry, Activity: a.Activity, Hub: hub, Gateway: gw, ClientIP: ips, Audit: rec, MaxBody: cfg.MaxBodyBytes,
+		Schedules: a.Schedules,
 	})
 	handler, err := srv.Handler()
 	if err != nil {
@@ -271,6 +280,14 @@ func (a *App) Run(ctx context.Context) error {
 			a.Sup.Go(loopCtx, "liveness-monitor", registry.MonitorInterval, a.Registry.RunMonitor)
 			a.Sup.Go(loopCtx, "retention", activity.RetentionInterval, a.Retention.Run)
 			a.Sup.Go(loopCtx, "lease-renewal", gateway.LeaseRenew, a.Capacity.RunRenewal)
+			a.Sup.Go(loopCtx, "scheduler", scheduler.BeatInterval, a.Engine.RunClaims)
+			a.Sup.Go(loopCtx, "scheduler-workers", scheduler.BeatInterval, a.Engine.RunWorkers)
+			a.Sup.Go(loopCtx, "scheduler-leases", scheduler.RunLeaseRenew, a.Engine.RunLeases)
+			// A schedule created or changed on another replica reaches this
+			// one's claim loop through the event relay at once.
+			a.Sup.Go(loopCtx, "scheduler-wake", scheduler.BeatInterval, func(ctx context.Context, h *supervise.Heart) error {
+				return a.Engine.FollowChanges(ctx, h, a.Hub)
+			})
 			probe := a.Guard.Client(0)
 			a.Sup.Go(loopCtx, "health-sweep", registry.SweepInterval, func(ctx context.Context, h *supervise.Heart) error {
 				return a.Registry.RunSweep(ctx, h, probe)

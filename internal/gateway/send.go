@@ -66,8 +66,10 @@ type SendOptions struct {
 	// Purpose and Ref describe the capacity lease (default store.LeaseA2A).
 	Purpose, Ref string
 	// Lease is a lease the caller acquired already (see Gateway.Acquire);
-	// Send uses it instead of acquiring and releases it when done.
-	Lease *store.Lease
+	// Send uses it instead of acquiring and releases it when done, unless
+	// KeepLease is set (the scheduler keeps it across attempts).
+	Lease     *store.Lease
+	KeepLease bool
 	// QueueWait is how long to wait for a free slot when Lease is nil.
 	QueueWait time.Duration
 	// Timeout bounds the whole exchange, polling included (default 300 s).
@@ -155,7 +157,7 @@ func (g *Gateway) Send(ctx context.Context, workspaceID string, m Message, o Sen
 		return out
 	}
 	release := func() {
-		if o.Lease != nil {
+		if o.Lease != nil && !o.KeepLease {
 			_ = g.d.Capacity.Release(context.WithoutCancel(ctx), *o.Lease, nil)
 		}
 	}
@@ -211,6 +213,9 @@ func (g *Gateway) Send(ctx context.Context, workspaceID string, m Message, o Sen
 	status := string(out.Kind)
 	if out.Kind == KindTask {
 		status = "task:" + out.State
+	}
+	if o.KeepLease {
+		lease = store.Lease{} // record only; the caller releases it
 	}
 	g.finish(ctx, lease, ws.ID, o.Caller, env, status, out.Detail, g.d.Clock.Since(start))
 	return done()

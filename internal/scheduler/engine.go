@@ -1,0 +1,488 @@
+package scheduler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/agentplane/agentplane/internal/clock"
+	"github.com/agentplane/agentplane/internal/events"
+	"github.com/agentplane/agentplane/internal/gateway"
+	"github.com/agentplane/agentplane/internal/store"
+	"github.com/agentplane/agentplane/internal/supervise"
+	"github.com/google/uuid"
+)
+
+// Engine timing (SPEC §6.4).
+const (
+	// BeatInterval is the longest the claim loop sleeps: it looks at least
+	// this often even when no wake-up arrives.
+	BeatInterval = time.Second
+	// RunLeaseTTL and RunLeaseRenew: a run's lease lasts 30 s and is renewed
+	// every 10 s; a run whose lease expired belonged to a dead replica.
+	RunLeaseTTL   = 30 * time.Second
+	RunLeaseRenew = 10 * time.Second
+	// ClaimBatch bounds the schedules one claim transaction locks.
+	ClaimBatch = 256
+	// DefaultWorkers bounds the runs talking to agents at once per replica.
+	DefaultWorkers = 64
+	// DefaultRunHistory is the newest history rows kept per schedule.
+	DefaultRunHistory = 1000
+	previewMax        = 512
+	responseMax       = 64 << 10
+)
+
+// Skip reasons.
+const (
+	ReasonOverlap           = "previous run still running (overlap_policy skip)"
+	ReasonBusy              = "workspace busy"
+	ReasonWorkspacePaused   = "workspace paused"
+	ReasonWorkspaceOffline  = "workspace offline"
+	ReasonWorkspaceNoAgent  = "workspace has no agent yet"
+	ReasonWorkspaceNoURL    = "workspace has no agent URL"
+	ReasonWorkspaceRemoved  = "workspace removed"
+	ReasonNeedsInput        = "needs_input"
+	ReasonHandedBackOnClose = "handed back at shutdown"
+)
+
+// Options configure an Engine.
+type Options struct {
+	Store      store.Store
+	Clock      clock.Clock
+	Log        *slog.Logger
+	Gateway    *gateway.Gateway
+	Holder     string // this replica's id
+	Workers    int
+	RunHistory int
+}
+
+// Engine claims due slots, dispatches runs through the gateway and records
+// their outcomes (SPEC §6.4). Its loops run under the supervisor.
+type Engine struct {
+	o     Options
+	wake  chan struct{}
+	queue chan *job
+
+	mu      sync.Mutex
+	running map[string]context.CancelFunc // run id → cancel, on this replica
+	waiting sync.WaitGroup                // dispatchers waiting for capacity
+	stopped bool
+}
+
+// job is one run on its way to the agent.
+type job struct {
+	run      store.ScheduleRun
+	sched    store.Schedule
+	spec     Spec
+	lease    store.Lease
+	waitFrom time.Time
+}
+
+// NewEngine returns an engine; start its loops with RunClaims, RunLeases and
+// RunWorkers.
+func NewEngine(o Options) *Engine {
+	if o.Workers <= 0 {
+		o.Workers = DefaultWorkers
+	}
+	if o.RunHistory <= 0 {
+		o.RunHistory = DefaultRunHistory
+	}
+	if o.Holder == "" {
+		o.Holder = uuid.NewString()
+	}
+	return &Engine{o: o, wake: make(chan struct{}, 1), queue: make(chan *job), running: map[string]context.CancelFunc{}}
+}
+
+// Wake makes the claim loop look at once (a schedule was created, changed
+// or resumed, here or — through the event relay — on another replica).
+func (e *Engine) Wake() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// RunClaims is the claim loop: it claims every due schedule in batches,
+// records missed and skipped slots, starts the runs, then sleeps until the
+// next due time, a wake-up or BeatInterval, whichever comes first. It
+// beats after each completed pass and never waits for a run.
+func (e *Engine) RunClaims(ctx context.Context, h *supervise.Heart) error {
+	t := e.o.Clock.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C():
+		case <-e.wake:
+		}
+		for {
+			n, err := e.claimOnce(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("claim: %w", err)
+			}
+			if n < ClaimBatch {
+				break
+			}
+		}
+		h.Beat()
+		sleep := BeatInterval
+		if next, ok, err := e.o.Store.NextDue(ctx); err == nil && ok {
+			if now, err := e.o.Store.Now(ctx); err == nil {
+				sleep = min(max(next.Sub(now), 0), BeatInterval)
+			}
+		}
+		t.Reset(sleep)
+	}
+}
+
+// claimOnce claims one batch of due schedules in one transaction.
+func (e *Engine) claimOnce(ctx context.Context) (int, error) {
+	var (
+		jobs []*job
+		n    int
+	)
+	err := e.o.Store.InTx(ctx, func(tx store.Tx) error {
+		jobs = jobs[:0]
+		now, err := tx.Now(ctx)
+		if err != nil {
+			return err
+		}
+		due, err := tx.ClaimDueSchedules(ctx, now, ClaimBatch)
+		if err != nil {
+			return err
+		}
+		n = len(due)
+		for _, sc := range due {
+			js, err := e.process(ctx, tx, sc, now)
+			if err != nil {
+				return fmt.Errorf("schedule %s: %w", sc.ID, err)
+			}
+			jobs = append(jobs, js...)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, j := range jobs {
+		e.dispatch(ctx, j)
+	}
+	return n, nil
+}
+
+func decode[T any](raw json.RawMessage) (T, error) {
+	var v T
+	if len(raw) == 0 {
+		return v, nil
+	}
+	err := json.Unmarshal(raw, &v)
+	return v, err
+}
+
+// process plans one claimed schedule and writes what the plan says, in the
+// claim transaction.
+func (e *Engine) process(ctx context.Context, tx store.Tx, sc store.Schedule, now time.Time) ([]*job, error) {
+	spec, err := decode[Spec](sc.Spec)
+	if err != nil {
+		return nil, err
+	}
+	st, err := decode[State](sc.State)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := spec.Parse()
+	if err != nil { // cannot happen for a schedule the API accepted; stop it loudly
+		e.o.Log.Error("schedule no longer parses; disabling it", "schedule_id", sc.ID, "err", err)
+		st.LastError = err.Error()
+		sc.Enabled, sc.NextRunAt = false, time.Time{}
+		return nil, e.saveSchedule(ctx, tx, sc, st, now)
+	}
+	ws, err := tx.GetWorkspace(ctx, sc.WorkspaceID)
+	if err != nil {
+		return nil, err
+	}
+	if ws.Status == store.StatusRemoved {
+		st.PauseNote = "stopped: " + ReasonWorkspaceRemoved
+		sc.Enabled, sc.NextRunAt = false, time.Time{}
+		return nil, e.saveSchedule(ctx, tx, sc, st, now)
+	}
+	last := st.LastSlot
+	if last.IsZero() {
+		last = sc.CreatedAt
+	}
+	plan := PlanDue(cs, spec, last, now)
+	for _, m := range plan.Missed {
+		r := store.ScheduleRun{
+			ID: newRunID(), ScheduleID: sc.ID, WorkspaceID: sc.WorkspaceID, SlotTime: m.First, ScheduledTime: m.First,
+			Trigger: store.TriggerSchedule, Status: store.RunMissed, Reason: m.Reason, MissedUntil: m.Last, MissedCount: m.Count,
+			FinishedAt: now, CreatedAt: now,
+		}
+		if ok, err := tx.InsertRun(ctx, r); err != nil || !ok {
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		st.MissedCount += int64(m.Count)
+		if err := e.outcomeRecords(ctx, tx, sc.Name, spec.Prompt, r, now); err != nil {
+			return nil, err
+		}
+	}
+	var jobs []*job
+	active := -1
+	for _, f := range plan.Fires {
+		r := store.ScheduleRun{
+			ID: newRunID(), ScheduleID: sc.ID, WorkspaceID: sc.WorkspaceID, SlotTime: f.Slot, ScheduledTime: f.Slot,
+			Trigger: f.Trigger, CreatedAt: now,
+		}
+		reason, err := e.blocked(ctx, tx, ws, now)
+		if err != nil {
+			return nil, err
+		}
+		if reason == "" {
+			if active < 0 {
+				runs, err := tx.ActiveRuns(ctx, sc.ID)
+				if err != nil {
+					return nil, err
+				}
+				active = len(runs)
+			}
+			if active > 0 {
+				reason = ReasonOverlap
+			}
+		}
+		if reason != "" {
+			r.Status, r.Reason, r.FinishedAt = store.RunSkipped, reason, now
+			if ok, err := tx.InsertRun(ctx, r); err != nil || !ok {
+				if err != nil {
+					return nil, err
+				}
+				continue
+			}
+			st.SkippedCount++
+			if err := e.outcomeRecords(ctx, tx, sc.Name, spec.Prompt, r, now); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		r.Status, r.ClaimedBy, r.LeaseExpiresAt, r.StartedAt = store.RunPending, e.o.Holder, now.Add(RunLeaseTTL), now
+		ok, err := tx.InsertRun(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue // the slot has its row already
+		}
+		active++
+		jobs = append(jobs, &job{run: r, sched: sc, spec: spec})
+	}
+	st.LastSlot = plan.LastSlot
+	sc.NextRunAt = plan.Next
+	return jobs, e.saveSchedule(ctx, tx, sc, st, now)
+}
+
+// blocked says why a workspace cannot take a run now ("" when it can).
+// A workspace holding a live lease is not offline (SPEC §7.3).
+func (e *Engine) blocked(ctx context.Context, tx store.Tx, ws store.Workspace, now time.Time) (string, error) {
+	switch ws.Status {
+	case store.StatusPaused:
+		return ReasonWorkspacePaused, nil
+	case store.StatusOffline, store.StatusAwaitingAgent:
+		n, err := tx.CountLeases(ctx, ws.ID, now)
+		if err != nil {
+			return "", err
+		}
+		if n == 0 {
+			if ws.Status == store.StatusAwaitingAgent {
+				return ReasonWorkspaceNoAgent, nil
+			}
+			return ReasonWorkspaceOffline, nil
+		}
+	}
+	if ws.URL == "" {
+		return ReasonWorkspaceNoURL, nil
+	}
+	return "", nil
+}
+
+func (e *Engine) saveSchedule(ctx context.Context, tx store.Tx, sc store.Schedule, st State, now time.Time) error {
+	raw, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	sc.State = raw
+	return tx.UpdateSchedule(ctx, sc)
+}
+
+func newRunID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// event appends a CRON_* event about run r.
+func (e *Engine) event(ctx context.Context, tx store.Tx, typ string, r store.ScheduleRun, extra map[string]any) error {
+	p := map[string]any{"schedule_id": r.ScheduleID, "run_id": r.ID, "slot_time": r.SlotTime}
+	for k, v := range extra {
+		p[k] = v
+	}
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	_, _, err = tx.AppendEvent(ctx, store.EventInput{Type: typ, WorkspaceID: r.WorkspaceID, Audience: store.AudienceWorkspace, Actor: "system:scheduler", Payload: raw})
+	return err
+}
+
+// dispatch waits for a capacity slot (up to busy_wait) without holding a
+// worker, then queues the run for a worker.
+func (e *Engine) dispatch(ctx context.Context, j *job) {
+	e.mu.Lock()
+	if e.stopped {
+		e.mu.Unlock()
+		e.handBack(j)
+		return
+	}
+	e.waiting.Add(1)
+	e.mu.Unlock()
+	j.waitFrom = e.o.Clock.Now()
+	go func() {
+		defer e.waiting.Done()
+		l, err := e.o.Gateway.Acquire(ctx, j.run.WorkspaceID, store.LeaseCron, j.run.ID, time.Duration(j.spec.BusyWait))
+		switch {
+		case errors.Is(err, gateway.ErrBusy):
+			e.finishSkipped(j, ReasonBusy)
+			return
+		case ctx.Err() != nil:
+			e.handBack(j)
+			return
+		case errors.Is(err, store.ErrNotFound):
+			e.finishSkipped(j, ReasonWorkspaceRemoved)
+			return
+		case err != nil:
+			e.o.Log.Warn("capacity for run", "run_id", j.run.ID, "err", err)
+			e.handBack(j)
+			return
+		}
+		j.lease = l
+		select {
+		case e.queue <- j:
+		case <-ctx.Done():
+			_ = e.o.Gateway.Release(context.WithoutCancel(ctx), l)
+			e.handBack(j)
+		}
+	}()
+}
+
+// handBack returns a run that was never sent: its lease is made to expire
+// now, and any replica's lease sweep takes it over (attempt 0 means it never
+// left).
+func (e *Engine) handBack(j *job) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := e.o.Store.InTx(ctx, func(tx store.Tx) error {
+		r, err := tx.LockRun(ctx, j.run.ID)
+		if err != nil {
+			return err
+		}
+		if r.Status != store.RunPending || r.ClaimedBy != e.o.Holder {
+			return nil
+		}
+		now, err := tx.Now(ctx)
+		if err != nil {
+			return err
+		}
+		r.ClaimedBy, r.LeaseExpiresAt = "", now
+		return tx.UpdateRun(ctx, r)
+	})
+	if err != nil {
+		e.o.Log.Warn("hand back run", "run_id", j.run.ID, "err", err)
+	}
+}
+
+// RunWorkers runs the worker pool until ctx ends, then lets running jobs
+// finish (the app bounds that with --shutdown-grace).
+func (e *Engine) RunWorkers(ctx context.Context, h *supervise.Heart) error {
+	var wg sync.WaitGroup
+	for range e.o.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case j := <-e.queue:
+					e.execute(context.WithoutCancel(ctx), j)
+				}
+			}
+		}()
+	}
+	beat := e.o.Clock.NewTimer(BeatInterval)
+	defer beat.Stop()
+	for {
+		h.Beat()
+		select {
+		case <-ctx.Done():
+			e.mu.Lock()
+			e.stopped = true
+			e.mu.Unlock()
+			e.waiting.Wait() // dispatchers see ctx and hand their runs back
+			wg.Wait()
+			return nil
+		case <-beat.C():
+			beat.Reset(BeatInterval)
+		}
+	}
+}
+
+// Cancel cancels a run running on this replica; it reports whether it did.
+func (e *Engine) Cancel(runID string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c, ok := e.running[runID]; ok {
+		c()
+		return true
+	}
+	return false
+}
+
+// Changes is the part of the event hub FollowChanges needs.
+type Changes interface {
+	Subscribe(buffer int) (*events.Subscription, int64, error)
+}
+
+// FollowChanges wakes the claim loop whenever a SCHEDULE_* event is
+// relayed (from this replica or another), so a new or changed schedule is
+// picked up at once everywhere. A dropped subscription (overflow) is
+// renewed; the claim loop's own beat covers anything missed meanwhile.
+func (e *Engine) FollowChanges(ctx context.Context, h *supervise.Heart, hub Changes) error {
+	sub, _, err := hub.Subscribe(1024)
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	beat := e.o.Clock.NewTimer(BeatInterval)
+	defer beat.Stop()
+	for {
+		h.Beat()
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-sub.C():
+			if !ok {
+				return fmt.Errorf("change feed ended: %v", sub.Err())
+			}
+			if strings.HasPrefix(ev.Type, "SCHEDULE_") {
+				e.Wake()
+			}
+		case <-beat.C():
+			beat.Reset(BeatInterval)
+		}
+	}
+}
