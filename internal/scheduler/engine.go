@@ -408,6 +408,25 @@ func (e *Engine) handBack(j *job) {
 // RunWorkers runs the worker pool until ctx ends, then lets running jobs
 // finish (the app bounds that with --shutdown-grace).
 func (e *Engine) RunWorkers(ctx context.Context, h *supervise.Heart) error {
+	wait := e.startWorkers(ctx)
+	beat := e.o.Clock.NewTimer(BeatInterval)
+	defer beat.Stop()
+	for {
+		h.Beat()
+		select {
+		case <-ctx.Done():
+			wait()
+			return nil
+		case <-beat.C():
+			beat.Reset(BeatInterval)
+		}
+	}
+}
+
+// startWorkers starts the pool; the returned wait, called once ctx ended,
+// stops new dispatches, lets dispatchers hand their runs back and waits
+// for running jobs to finish.
+func (e *Engine) startWorkers(ctx context.Context) (wait func()) {
 	var wg sync.WaitGroup
 	for range e.o.Workers {
 		wg.Add(1)
@@ -423,21 +442,12 @@ func (e *Engine) RunWorkers(ctx context.Context, h *supervise.Heart) error {
 			}
 		}()
 	}
-	beat := e.o.Clock.NewTimer(BeatInterval)
-	defer beat.Stop()
-	for {
-		h.Beat()
-		select {
-		case <-ctx.Done():
-			e.mu.Lock()
-			e.stopped = true
-			e.mu.Unlock()
-			e.waiting.Wait() // dispatchers see ctx and hand their runs back
-			wg.Wait()
-			return nil
-		case <-beat.C():
-			beat.Reset(BeatInterval)
-		}
+	return func() {
+		e.mu.Lock()
+		e.stopped = true
+		e.mu.Unlock()
+		e.waiting.Wait() // dispatchers see ctx and hand their runs back
+		wg.Wait()
 	}
 }
 
