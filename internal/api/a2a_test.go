@@ -59,6 +59,11 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 			fmt.Fprintf(w, `{"x":"%s"}`, strings.Repeat("b", 1<<17))
 		case "boom":
 			http.Error(w, "agent exploded", http.StatusInternalServerError)
+		case "full":
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Retry-After", "5")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `{"jsonrpc":"2.0","id":"req-9","error":{"code":-32000,"message":"agent busy"}}`)
 		default:
 			w.Header().Set("Content-Type", "application/json")
 			io.WriteString(w, a.answered)
@@ -216,6 +221,13 @@ func TestA2AGateway(t *testing.T) {
 			require.JSONEq(t, `"req-9"`, string(id))
 			require.NotZero(t, code)
 		}
+		// An agent that says "later" (503/429 + Retry-After) is passed
+		// through as it is, not turned into a 502.
+		w = call(b.ownID, "full")
+		require.Equal(t, 503, w.Code)
+		require.Equal(t, "5", w.Header().Get("Retry-After"))
+		require.JSONEq(t, `{"jsonrpc":"2.0","id":"req-9","error":{"code":-32000,"message":"agent busy"}}`, w.Body.String())
+		require.Equal(t, "agent_busy", b.activityRows(b.ownID)[0].Status)
 		require.Equal(t, 400, call(b.ownID, "x", header("X-Timeout", "soon")).Code)
 		require.Equal(t, 400, b.do("POST", "/workspaces/"+b.ownID+"/a2a", `[1]`, bearer(adminToken)).Code)
 

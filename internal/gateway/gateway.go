@@ -360,6 +360,7 @@ type answer struct {
 	contentType    string
 	body           []byte
 	wrote          bool
+	retryAfter     string
 }
 
 func (a answer) write(w http.ResponseWriter, id json.RawMessage) {
@@ -372,6 +373,9 @@ func (a answer) write(w http.ResponseWriter, id json.RawMessage) {
 	}
 	if a.contentType != "" {
 		w.Header().Set("Content-Type", a.contentType)
+	}
+	if a.retryAfter != "" {
+		w.Header().Set("Retry-After", a.retryAfter)
 	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(a.body)))
 	w.WriteHeader(a.httpStatus)
@@ -393,6 +397,14 @@ func (g *Gateway) read(resp *http.Response, err error, ctx context.Context) answ
 		return answer{status: "unreachable", detail: err.Error(), httpStatus: http.StatusBadGateway, code: codeUpstream, msg: "the agent could not be reached"}
 	}
 	defer resp.Body.Close()
+	if ra := resp.Header.Get("Retry-After"); ra != "" && (resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests) {
+		// The agent refused the message for now (busy, shutting down): the
+		// caller gets its answer and its Retry-After as they are, so that it
+		// can tell "try later" from a broken agent.
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return answer{status: "agent_busy", detail: "HTTP " + strconv.Itoa(resp.StatusCode) + " Retry-After " + ra,
+			httpStatus: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), body: body, retryAfter: ra}
+	}
 	if resp.StatusCode/100 != 2 {
 		return answer{status: "upstream_error", detail: "HTTP " + strconv.Itoa(resp.StatusCode), httpStatus: http.StatusBadGateway, code: codeUpstream, msg: fmt.Sprintf("the agent answered HTTP %d", resp.StatusCode)}
 	}
