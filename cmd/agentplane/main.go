@@ -30,6 +30,7 @@ Usage:
 Commands:
   serve     run the server (HTTP API, scheduler, event streams) on SQLite by default, or PostgreSQL with --database-url
   migrate   apply pending database migrations and exit (serve also migrates at start)
+  agent     run the reference A2A agent: echoes, or runs --exec CMD per message; registers and heartbeats with --platform
   version   print the version
 
 Run 'agentplane <command> --help' for the flags of a command. Every flag can also
@@ -50,6 +51,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stdout, stderr)
 	case "migrate":
 		return migrate(args[1:], stdout, stderr)
+	case "agent":
+		return runAgent(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, buildinfo.String())
 		return 0

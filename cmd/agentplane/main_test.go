@@ -106,8 +106,10 @@ func TestServeStopsGracefullyOnSIGTERM(t *testing.T) {
 	addr := freePort(t)
 	cmd := exec.Command(os.Args[0], "serve", "--listen", addr, "--data-dir", t.TempDir(), "--log-format", "json")
 	cmd.Env = append(os.Environ(), "AGENTPLANE_TEST_RUN_MAIN=1")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	// The child writes stderr from exec's copying goroutine while the test
+	// reads it: a mutex-guarded buffer (syncBuf, agent_test.go).
+	stderr := &syncBuf{}
+	cmd.Stderr = stderr
 	require.NoError(t, cmd.Start())
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
