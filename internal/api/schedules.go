@@ -329,3 +329,60 @@ func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
 	}
 	httpapi.WriteJSON(w, http.StatusOK, toRunJSON(run))
 }
+
+func (s *Server) schedulerOverview(w http.ResponseWriter, r *http.Request) {
+	o, err := s.d.Schedules.Overview(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	oldest := int64(0)
+	if !o.Store.OldestDue.IsZero() {
+		oldest = o.Now.Sub(o.Store.OldestDue).Milliseconds()
+	}
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{
+		"due_backlog": o.Store.Due, "oldest_lateness_ms": oldest,
+		"in_flight": map[string]int{"pending": o.Store.Pending, "running": o.Store.Running},
+		"replica": map[string]any{
+			"id": o.Here.Holder, "last_claim_at": timePtr(o.Here.LastClaimAt), "last_claim_ms": o.Here.LastClaimMS,
+			"last_claimed": o.Here.LastClaimed, "running": o.Here.RunningHere, "waiting_for_capacity": o.Here.WaitingCapacity,
+		},
+	})
+}
+
+type healthJSON struct {
+	ID                  string     `json:"id"`
+	WorkspaceID         string     `json:"workspace_id"`
+	Name                string     `json:"name"`
+	Enabled             bool       `json:"enabled"`
+	NextRunAt           *time.Time `json:"next_run_at"`
+	LastRunAt           *time.Time `json:"last_run_at"`
+	LastStatus          string     `json:"last_status"`
+	LastLatenessMS      int64      `json:"last_lateness_ms"`
+	OverdueMS           int64      `json:"overdue_ms"`
+	ConsecutiveFailures int64      `json:"consecutive_failures"`
+	EmptyStreak         int64      `json:"empty_reply_streak"`
+	Stale               bool       `json:"stale"`
+	StaleReason         string     `json:"stale_reason,omitempty"`
+}
+
+func (s *Server) schedulesHealth(w http.ResponseWriter, r *http.Request) {
+	limit, after, err := pageAfter(r, 1000)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	hs, err := s.d.Schedules.Health(r.Context(), after, limit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeList(w, hs, func(h scheduler.Health) healthJSON {
+		return healthJSON{
+			ID: h.ID, WorkspaceID: h.WorkspaceID, Name: h.Name, Enabled: h.Enabled, NextRunAt: timePtr(h.NextRunAt),
+			LastRunAt: timePtr(h.State.LastRunAt), LastStatus: h.State.LastStatus, LastLatenessMS: h.State.LastLatenessMS,
+			OverdueMS: h.OverdueMS, ConsecutiveFailures: h.State.ConsecutiveFailures, EmptyStreak: h.State.EmptyStreak,
+			Stale: h.Stale, StaleReason: h.StaleReason,
+		}
+	})
+}

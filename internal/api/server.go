@@ -106,6 +106,8 @@ func (s *Server) Routes() []Route {
 		{http.MethodGet, "/workspaces/{id}/schedules/{sid}/history", auth.AdminOrOwn, s.scheduleHistory},
 		{http.MethodGet, "/workspaces/{id}/schedules/{sid}/runs/{rid}", auth.AdminOrOwn, s.getRun},
 		{http.MethodPost, "/workspaces/{id}/schedules/{sid}/runs/{rid}/cancel", auth.AdminOrOwn, s.cancelRun},
+		{http.MethodGet, "/admin/scheduler", auth.Admin, s.schedulerOverview},
+		{http.MethodGet, "/admin/schedules/health", auth.Admin, s.schedulesHealth},
 	}
 }
 

@@ -180,6 +180,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	a.Gateway = gw
 	a.Engine = scheduler.NewEngine(scheduler.Options{
 		Store: st, Clock: a.clock, Log: log.With("subsystem", "scheduler"), Gateway: gw, Holder: a.Capacity.Holder(), RunHistory: cfg.RunHistory,
+		Metrics: a.Metrics,
 	})
 	a.Schedules = scheduler.NewService(st, a.Engine)
 	srv := api.New(api.Deps{

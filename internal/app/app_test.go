@@ -155,7 +155,9 @@ func TestAppSQLite(t *testing.T) {
 		<-b.app.Migrated()
 		require.Equal(t, 200, b.readyStatus(t))
 
-		other, err := sql.Open("sqlite", "file:"+filepath.Join(cfg.DataDir, sqlitestore.FileName)+"?_pragma=busy_timeout(0)")
+		// A busy timeout lets BEGIN EXCLUSIVE wait out a write of the
+		// server's own loops.
+		other, err := sql.Open("sqlite", "file:"+filepath.Join(cfg.DataDir, sqlitestore.FileName)+"?_pragma=busy_timeout(5000)")
 		require.NoError(t, err)
 		defer other.Close()
 		conn, err := other.Conn(context.Background())

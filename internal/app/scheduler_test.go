@@ -204,6 +204,30 @@ func TestSchedulerEndToEnd(t *testing.T) {
 				require.Equal(t, 1, n, "run %s has %d terminal events", run, n)
 			}
 
+			// Operations: the overview, the health page and the metrics.
+			code, body = b.call(t, "GET", "/admin/scheduler", adminToken, nil)
+			require.Equal(t, 200, code, string(body))
+			ov := jsonOf[map[string]any](t, body)
+			require.Contains(t, ov, "due_backlog")
+			require.NotNil(t, ov["replica"].(map[string]any)["last_claim_at"])
+			code, _ = b.call(t, "GET", "/admin/scheduler", tok, nil)
+			require.Equal(t, 403, code, "admin only")
+			code, body = b.call(t, "GET", "/admin/schedules/health", adminToken, nil)
+			require.Equal(t, 200, code, string(body))
+			var found bool
+			for _, h := range jsonOf[[]map[string]any](t, body) {
+				if h["id"] == sid {
+					found = true
+					require.Equal(t, false, h["stale"])
+					require.Contains(t, h, "last_lateness_ms")
+				}
+			}
+			require.True(t, found)
+			code, body = b.call(t, "GET", "/metrics", adminToken, nil)
+			require.Equal(t, 200, code)
+			require.Contains(t, string(body), `agentplane_scheduler_runs_total{status="succeeded"}`)
+			require.Contains(t, string(body), "agentplane_scheduler_lateness_seconds_bucket")
+
 			// Delete: nothing fires afterwards.
 			code, _ = b.call(t, "DELETE", "/workspaces/"+id+"/schedules/"+sid, tok, nil)
 			require.Equal(t, 200, code)

@@ -24,6 +24,18 @@ type Metrics struct {
 	HTTPDuration *prometheus.HistogramVec
 	// StoreErrors counts failed store calls by operation.
 	StoreErrors *prometheus.CounterVec
+
+	// SchedulerLateness is the time from a slot to its first dispatch.
+	SchedulerLateness prometheus.Histogram
+	// SchedulerRuns counts finished runs and accounted-for slots by status.
+	SchedulerRuns *prometheus.CounterVec
+	// SchedulerSkips counts skipped slots by reason.
+	SchedulerSkips *prometheus.CounterVec
+	// SchedulerMissed counts missed slots (a range counts each slot).
+	SchedulerMissed prometheus.Counter
+	// SchedulerBacklog is how many schedules were due and not yet claimed
+	// at the end of the last claim pass.
+	SchedulerBacklog prometheus.Gauge
 }
 
 // New builds the registry. live is read on every scrape, so beat age is
@@ -42,11 +54,28 @@ func New(live *supervise.Registry) *Metrics {
 		StoreErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "agentplane_store_errors_total", Help: "Failed store operations by operation.",
 		}, []string{"op"}),
+		SchedulerLateness: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "agentplane_scheduler_lateness_seconds", Help: "Time from a schedule's slot to the run's first dispatch.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}),
+		SchedulerRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentplane_scheduler_runs_total", Help: "Finished runs and accounted-for slots by status.",
+		}, []string{"status"}),
+		SchedulerSkips: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentplane_scheduler_skips_total", Help: "Skipped slots by reason.",
+		}, []string{"reason"}),
+		SchedulerMissed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agentplane_scheduler_missed_slots_total", Help: "Slots that passed without a run (each slot of a missed range).",
+		}),
+		SchedulerBacklog: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "agentplane_scheduler_due_backlog", Help: "Schedules due but not yet claimed after the last claim pass.",
+		}),
 	}
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.HTTPRequests, m.HTTPDuration, m.StoreErrors,
+		m.SchedulerLateness, m.SchedulerRuns, m.SchedulerSkips, m.SchedulerMissed, m.SchedulerBacklog,
 		&livenessCollector{live: live},
 	)
 	return m

@@ -13,6 +13,7 @@ import (
 	"github.com/agentplane/agentplane/internal/clock"
 	"github.com/agentplane/agentplane/internal/events"
 	"github.com/agentplane/agentplane/internal/gateway"
+	"github.com/agentplane/agentplane/internal/metrics"
 	"github.com/agentplane/agentplane/internal/store"
 	"github.com/agentplane/agentplane/internal/supervise"
 	"github.com/google/uuid"
@@ -59,6 +60,9 @@ type Options struct {
 	Holder     string // this replica's id
 	Workers    int
 	RunHistory int
+	// Metrics receives lateness, outcomes, skips, misses and backlog (may
+	// be nil).
+	Metrics *metrics.Metrics
 }
 
 // Engine claims due slots, dispatches runs through the gateway and records
@@ -72,6 +76,11 @@ type Engine struct {
 	running map[string]context.CancelFunc // run id → cancel, on this replica
 	waiting sync.WaitGroup                // dispatchers waiting for capacity
 	stopped bool
+	waitN   int // dispatchers waiting for capacity now
+	// last claim pass, for /admin/scheduler
+	lastClaimAt  time.Time
+	lastClaimDur time.Duration
+	lastClaimed  int
 }
 
 // job is one run on its way to the agent.
@@ -121,7 +130,14 @@ func (e *Engine) RunClaims(ctx context.Context, h *supervise.Heart) error {
 		case <-t.C():
 		case <-e.wake:
 		}
-		for {
+		// A read first: an idle scheduler opens no write transaction.
+		for due, err := e.anythingDue(ctx); due || err != nil; due, err = e.anythingDue(ctx) {
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("claim: %w", err)
+			}
 			n, err := e.claimOnce(ctx)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -134,6 +150,13 @@ func (e *Engine) RunClaims(ctx context.Context, h *supervise.Heart) error {
 			}
 		}
 		h.Beat()
+		if e.o.Metrics != nil {
+			if now, err := e.o.Store.Now(ctx); err == nil {
+				if st, err := e.o.Store.SchedulerStats(ctx, now); err == nil {
+					e.o.Metrics.SchedulerBacklog.Set(float64(st.Due))
+				}
+			}
+		}
 		sleep := BeatInterval
 		if next, ok, err := e.o.Store.NextDue(ctx); err == nil && ok {
 			if now, err := e.o.Store.Now(ctx); err == nil {
@@ -144,14 +167,29 @@ func (e *Engine) RunClaims(ctx context.Context, h *supervise.Heart) error {
 	}
 }
 
+// anythingDue tells whether any schedule is due by store time.
+func (e *Engine) anythingDue(ctx context.Context) (bool, error) {
+	next, ok, err := e.o.Store.NextDue(ctx)
+	if err != nil || !ok {
+		return false, err
+	}
+	now, err := e.o.Store.Now(ctx)
+	if err != nil {
+		return false, err
+	}
+	return !next.After(now), nil
+}
+
 // claimOnce claims one batch of due schedules in one transaction.
 func (e *Engine) claimOnce(ctx context.Context) (int, error) {
 	var (
-		jobs []*job
-		n    int
+		jobs     []*job
+		n        int
+		observed []store.ScheduleRun
 	)
+	start := time.Now()
 	err := e.o.Store.InTx(ctx, func(tx store.Tx) error {
-		jobs = jobs[:0]
+		jobs, observed = jobs[:0], observed[:0]
 		now, err := tx.Now(ctx)
 		if err != nil {
 			return err
@@ -162,7 +200,7 @@ func (e *Engine) claimOnce(ctx context.Context) (int, error) {
 		}
 		n = len(due)
 		for _, sc := range due {
-			js, err := e.process(ctx, tx, sc, now)
+			js, err := e.process(ctx, tx, sc, now, &observed)
 			if err != nil {
 				return fmt.Errorf("schedule %s: %w", sc.ID, err)
 			}
@@ -173,10 +211,72 @@ func (e *Engine) claimOnce(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	for _, r := range observed {
+		e.observe(r)
+	}
 	for _, j := range jobs {
+		e.observe(j.run)
 		e.dispatch(ctx, j)
 	}
+	e.mu.Lock()
+	e.lastClaimAt, e.lastClaimDur, e.lastClaimed = e.o.Clock.Now(), time.Since(start), n
+	e.mu.Unlock()
 	return n, nil
+}
+
+// observe reports a recorded run or slot to the metrics.
+func (e *Engine) observe(r store.ScheduleRun) {
+	m := e.o.Metrics
+	if m == nil {
+		return
+	}
+	switch r.Status {
+	case store.RunPending:
+		m.SchedulerLateness.Observe(r.StartedAt.Sub(r.SlotTime).Seconds())
+		return
+	case store.RunMissed:
+		m.SchedulerMissed.Add(float64(r.MissedCount))
+	case store.RunSkipped:
+		m.SchedulerSkips.WithLabelValues(skipLabel(r.Reason)).Inc()
+	}
+	m.SchedulerRuns.WithLabelValues(r.Status).Inc()
+}
+
+// skipLabel keeps the metric's label set small.
+func skipLabel(reason string) string {
+	switch reason {
+	case ReasonOverlap:
+		return "overlap"
+	case ReasonBusy:
+		return "busy"
+	case ReasonWorkspacePaused:
+		return "workspace_paused"
+	case ReasonWorkspaceOffline:
+		return "workspace_offline"
+	case ReasonWorkspaceNoAgent, ReasonWorkspaceNoURL:
+		return "workspace_no_agent"
+	case ReasonWorkspaceRemoved:
+		return "workspace_removed"
+	}
+	return "other"
+}
+
+// Status is this replica's scheduler state for /admin/scheduler.
+type Status struct {
+	Holder          string
+	LastClaimAt     time.Time
+	LastClaimMS     int64
+	LastClaimed     int
+	RunningHere     int
+	WaitingCapacity int
+}
+
+// Status reports this replica's scheduler state.
+func (e *Engine) Status() Status {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return Status{Holder: e.o.Holder, LastClaimAt: e.lastClaimAt, LastClaimMS: e.lastClaimDur.Milliseconds(),
+		LastClaimed: e.lastClaimed, RunningHere: len(e.running), WaitingCapacity: e.waitN}
 }
 
 func decode[T any](raw json.RawMessage) (T, error) {
@@ -190,7 +290,7 @@ func decode[T any](raw json.RawMessage) (T, error) {
 
 // process plans one claimed schedule and writes what the plan says, in the
 // claim transaction.
-func (e *Engine) process(ctx context.Context, tx store.Tx, sc store.Schedule, now time.Time) ([]*job, error) {
+func (e *Engine) process(ctx context.Context, tx store.Tx, sc store.Schedule, now time.Time, observed *[]store.ScheduleRun) ([]*job, error) {
 	spec, err := decode[Spec](sc.Spec)
 	if err != nil {
 		return nil, err
@@ -236,6 +336,7 @@ func (e *Engine) process(ctx context.Context, tx store.Tx, sc store.Schedule, no
 		if err := e.outcomeRecords(ctx, tx, sc.Name, spec.Prompt, r, now); err != nil {
 			return nil, err
 		}
+		*observed = append(*observed, r)
 	}
 	var jobs []*job
 	active := -1
@@ -272,6 +373,7 @@ func (e *Engine) process(ctx context.Context, tx store.Tx, sc store.Schedule, no
 			if err := e.outcomeRecords(ctx, tx, sc.Name, spec.Prompt, r, now); err != nil {
 				return nil, err
 			}
+			*observed = append(*observed, r)
 			continue
 		}
 		r.Status, r.ClaimedBy, r.LeaseExpiresAt, r.StartedAt = store.RunPending, e.o.Holder, now.Add(RunLeaseTTL), now
@@ -349,10 +451,16 @@ func (e *Engine) dispatch(ctx context.Context, j *job) {
 		return
 	}
 	e.waiting.Add(1)
+	e.waitN++
 	e.mu.Unlock()
 	j.waitFrom = e.o.Clock.Now()
 	go func() {
 		defer e.waiting.Done()
+		defer func() {
+			e.mu.Lock()
+			e.waitN--
+			e.mu.Unlock()
+		}()
 		l, err := e.o.Gateway.Acquire(ctx, j.run.WorkspaceID, store.LeaseCron, j.run.ID, time.Duration(j.spec.BusyWait))
 		switch {
 		case errors.Is(err, gateway.ErrBusy):

@@ -150,7 +150,9 @@ func (e *Engine) finish(j *job, out gateway.Outcome, attempt int) {
 	status, reason, detail, empty := outcome(out)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	var done *store.ScheduleRun
 	err := e.o.Store.InTx(ctx, func(tx store.Tx) error {
+		done = nil
 		r, err := tx.LockRun(ctx, j.run.ID)
 		if err != nil {
 			return err
@@ -167,10 +169,13 @@ func (e *Engine) finish(j *job, out gateway.Outcome, attempt int) {
 		r.FinishedAt, r.LeaseExpiresAt = now, time.Time{}
 		r.DurationMS = now.Sub(r.StartedAt).Milliseconds()
 		r.ResponsePreview, r.ResponseBody = capString(out.Text, previewMax), capString(out.Text, responseMax)
+		done = &r
 		return e.record(ctx, tx, r, now)
 	})
 	if err != nil {
 		e.o.Log.Error("record run outcome", "run_id", j.run.ID, "schedule_id", j.run.ScheduleID, "status", status, "err", err)
+	} else if done != nil {
+		e.observe(*done)
 	}
 }
 
@@ -178,7 +183,9 @@ func (e *Engine) finish(j *job, out gateway.Outcome, attempt int) {
 func (e *Engine) finishSkipped(j *job, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	var done *store.ScheduleRun
 	err := e.o.Store.InTx(ctx, func(tx store.Tx) error {
+		done = nil
 		r, err := tx.LockRun(ctx, j.run.ID)
 		if err != nil {
 			return err
@@ -192,10 +199,13 @@ func (e *Engine) finishSkipped(j *job, reason string) {
 		}
 		r.Status, r.Reason, r.FinishedAt, r.LeaseExpiresAt = store.RunSkipped, reason, now, time.Time{}
 		r.WaitMS = e.o.Clock.Since(j.waitFrom).Milliseconds()
+		done = &r
 		return e.record(ctx, tx, r, now)
 	})
 	if err != nil {
 		e.o.Log.Error("record skipped run", "run_id", j.run.ID, "err", err)
+	} else if done != nil {
+		e.observe(*done)
 	}
 }
 
@@ -326,8 +336,13 @@ func (e *Engine) leasePass(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := e.o.Store.RenewRunLeases(ctx, e.o.Holder, now.Add(RunLeaseTTL)); err != nil {
-		return fmt.Errorf("renew run leases: %w", err)
+	e.mu.Lock()
+	mine := len(e.running) + e.waitN
+	e.mu.Unlock()
+	if mine > 0 { // an idle replica writes nothing
+		if _, err := e.o.Store.RenewRunLeases(ctx, e.o.Holder, now.Add(RunLeaseTTL)); err != nil {
+			return fmt.Errorf("renew run leases: %w", err)
+		}
 	}
 	expired, err := e.o.Store.ExpiredRuns(ctx, now, ClaimBatch)
 	if err != nil {
@@ -355,9 +370,12 @@ func (e *Engine) leasePass(ctx context.Context) error {
 
 // sweep takes over or abandons one expired run.
 func (e *Engine) sweep(ctx context.Context, runID string) error {
-	var j *job
+	var (
+		j         *job
+		abandoned *store.ScheduleRun
+	)
 	err := e.o.Store.InTx(ctx, func(tx store.Tx) error {
-		j = nil
+		j, abandoned = nil, nil
 		r, err := tx.LockRun(ctx, runID)
 		if err != nil {
 			return err
@@ -390,8 +408,12 @@ func (e *Engine) sweep(ctx context.Context, runID string) error {
 		if !r.StartedAt.IsZero() {
 			r.DurationMS = now.Sub(r.StartedAt).Milliseconds()
 		}
+		abandoned = &r
 		return e.record(ctx, tx, r, now)
 	})
+	if err == nil && abandoned != nil {
+		e.observe(*abandoned)
+	}
 	if err == nil && j != nil {
 		e.dispatch(ctx, j)
 	}

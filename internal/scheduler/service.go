@@ -451,3 +451,71 @@ func (s *Service) CancelRun(ctx context.Context, actor, wsID, sid, rid string) (
 	}
 	return out, err
 }
+
+// Overview is GET /admin/scheduler: the state across replicas from the
+// store, and this replica's own.
+type Overview struct {
+	Store store.SchedulerStats
+	Now   time.Time
+	Here  Status
+}
+
+// Overview reports the scheduler's backlog, runs in flight and the last
+// claim pass of this replica.
+func (s *Service) Overview(ctx context.Context) (Overview, error) {
+	now, err := s.st.Now(ctx)
+	if err != nil {
+		return Overview{}, err
+	}
+	st, err := s.st.SchedulerStats(ctx, now)
+	if err != nil {
+		return Overview{}, err
+	}
+	return Overview{Store: st, Now: now, Here: s.engine.Status()}, nil
+}
+
+// StaleAfter is how overdue an enabled schedule may be before health calls
+// it stale; EmptyStreakStale is how many empty replies in a row do.
+const (
+	StaleAfter       = time.Minute
+	EmptyStreakStale = 3
+)
+
+// Health is one schedule in GET /admin/schedules/health.
+type Health struct {
+	View
+	OverdueMS   int64
+	Stale       bool
+	StaleReason string
+}
+
+// Health pages every live schedule by id with its lateness and stale flag.
+func (s *Service) Health(ctx context.Context, afterID string, limit int) ([]Health, error) {
+	now, err := s.st.Now(ctx)
+	if err != nil {
+		return nil, err
+	}
+	scs, err := s.st.ListAllSchedules(ctx, afterID, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Health, 0, len(scs))
+	for _, sc := range scs {
+		v, err := view(sc)
+		if err != nil {
+			return nil, err
+		}
+		h := Health{View: v}
+		if v.Enabled && !v.NextRunAt.IsZero() && now.After(v.NextRunAt) {
+			h.OverdueMS = now.Sub(v.NextRunAt).Milliseconds()
+		}
+		switch {
+		case h.OverdueMS > StaleAfter.Milliseconds():
+			h.Stale, h.StaleReason = true, "overdue: no replica has claimed its slot"
+		case v.State.EmptyStreak >= EmptyStreakStale:
+			h.Stale, h.StaleReason = true, fmt.Sprintf("the agent's last %d replies were empty", v.State.EmptyStreak)
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}

@@ -91,3 +91,13 @@ type RunFilter struct {
 	BeforeID   string
 	Limit      int
 }
+
+// SchedulerStats is the scheduler's state across replicas.
+type SchedulerStats struct {
+	// Due counts enabled live schedules whose next_run_at has come.
+	Due int
+	// OldestDue is the earliest next_run_at among them (zero if none).
+	OldestDue time.Time
+	// Pending and Running count runs in flight.
+	Pending, Running int
+}

@@ -130,6 +130,10 @@ type Store interface {
 	RenewRunLeases(ctx context.Context, holder string, expiresAt time.Time) (int64, error)
 	// ExpiredRuns lists pending or running runs whose lease expired at now.
 	ExpiredRuns(ctx context.Context, now time.Time, limit int) ([]ScheduleRun, error)
+	// SchedulerStats summarises the scheduler's state at now.
+	SchedulerStats(ctx context.Context, now time.Time) (SchedulerStats, error)
+	// ListAllSchedules pages every live schedule by id (admin health view).
+	ListAllSchedules(ctx context.Context, afterID string, limit int) ([]Schedule, error)
 }
 
 // Tx is the write side available inside InTx. Domain writes added by later

@@ -233,3 +233,30 @@ func (t *tx) PruneRuns(ctx context.Context, scheduleID string, keep int) (int64,
 	}
 	return tag.RowsAffected(), nil
 }
+
+func (s *Store) SchedulerStats(ctx context.Context, now time.Time) (store.SchedulerStats, error) {
+	var (
+		st     store.SchedulerStats
+		oldest *time.Time
+	)
+	err := s.pool.QueryRow(ctx, `SELECT count(*), min(next_run_at) FROM schedules
+		WHERE enabled AND deleted_at IS NULL AND next_run_at IS NOT NULL AND next_run_at <= $1`, now).Scan(&st.Due, &oldest)
+	if err != nil {
+		return st, fmt.Errorf("scheduler stats: %w", mapErr(err))
+	}
+	st.OldestDue = timeOf(oldest)
+	err = s.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'running')
+		FROM schedule_runs WHERE status IN ('pending', 'running')`).Scan(&st.Pending, &st.Running)
+	if err != nil {
+		return st, fmt.Errorf("scheduler stats: %w", mapErr(err))
+	}
+	return st, nil
+}
+
+func (s *Store) ListAllSchedules(ctx context.Context, afterID string, limit int) ([]store.Schedule, error) {
+	if afterID == "" {
+		afterID = "00000000-0000-0000-0000-000000000000"
+	}
+	return collectSchedules(s.pool.Query(ctx, `SELECT `+scheduleCols+` FROM schedules
+		WHERE deleted_at IS NULL AND id > $1::uuid ORDER BY id LIMIT $2`, afterID, limit))
+}

@@ -256,3 +256,39 @@ func (t *tx) PruneRuns(ctx context.Context, scheduleID string, keep int) (int64,
 	n, err := res.RowsAffected()
 	return n, mapErr(err)
 }
+
+func (s *Store) SchedulerStats(ctx context.Context, now time.Time) (store.SchedulerStats, error) {
+	var (
+		st     store.SchedulerStats
+		oldest sql.NullInt64
+	)
+	err := s.r.QueryRowContext(ctx, `SELECT count(*), min(next_run_at) FROM schedules
+		WHERE enabled = 1 AND deleted_at IS NULL AND next_run_at IS NOT NULL AND next_run_at <= ?`, now.UnixMilli()).Scan(&st.Due, &oldest)
+	if err != nil {
+		return st, fmt.Errorf("scheduler stats: %w", mapErr(err))
+	}
+	st.OldestDue = fromMs(oldest)
+	err = s.r.QueryRowContext(ctx, `SELECT coalesce(sum(status = 'pending'), 0), coalesce(sum(status = 'running'), 0)
+		FROM schedule_runs WHERE status IN ('pending', 'running')`).Scan(&st.Pending, &st.Running)
+	if err != nil {
+		return st, fmt.Errorf("scheduler stats: %w", mapErr(err))
+	}
+	return st, nil
+}
+
+func (s *Store) ListAllSchedules(ctx context.Context, afterID string, limit int) ([]store.Schedule, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+scheduleCols+` FROM schedules WHERE deleted_at IS NULL AND id > ? ORDER BY id LIMIT ?`, afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list schedules: %w", mapErr(err))
+	}
+	defer rows.Close()
+	var out []store.Schedule
+	for rows.Next() {
+		sc, err := scanSchedule(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sc)
+	}
+	return out, mapErr(rows.Err())
+}
