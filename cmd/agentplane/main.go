@@ -31,6 +31,7 @@ Commands:
   serve     run the server (HTTP API, scheduler, event streams) on SQLite by default, or PostgreSQL with --database-url
   migrate   apply pending database migrations and exit (serve also migrates at start)
   agent     run the reference A2A agent: echoes, or runs --exec CMD per message; registers and heartbeats with --platform
+  bench     run a benchmark harness (bench scheduler): a server, fake agents and a report
   version   print the version
 
 Run 'agentplane <command> --help' for the flags of a command. Every flag can also
@@ -53,6 +54,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return migrate(args[1:], stdout, stderr)
 	case "agent":
 		return runAgent(args[1:], stdout, stderr)
+	case "bench":
+		return benchCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, buildinfo.String())
 		return 0
