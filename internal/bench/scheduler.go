@@ -306,4 +306,6 @@ func (r SchedulerResult) Print(w io.Writer) {
 		r.FiresPerSecond, r.Measured, r.CPUSeconds, r.CPUPercent, r.MaxRSSMB, r.SetupTime.Round(time.Millisecond))
 }
 
-func ms(d time.Duration) string { return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) + " ms" }
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) + " ms"
+}
