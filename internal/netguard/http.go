@@ -10,7 +10,8 @@ const (
 	tlsHandshakeTimeout   = 10 * time.Second
 	idleConnTimeout       = 90 * time.Second
 	expectContinueTimeout = 1 * time.Second
-	maxIdleConns          = 100
+	maxIdleConns          = 1024
+	maxIdleConnsPerHost   = 256
 	maxResponseHeaderSize = 1 << 20
 )
 
@@ -25,13 +26,17 @@ const (
 // bypass the guard.
 func (g *Guard) Transport() *http.Transport {
 	return &http.Transport{
-		Proxy:                  nil,
-		DialContext:            g.DialContext,
-		ForceAttemptHTTP2:      true,
-		TLSHandshakeTimeout:    tlsHandshakeTimeout,
-		IdleConnTimeout:        idleConnTimeout,
-		ExpectContinueTimeout:  expectContinueTimeout,
-		MaxIdleConns:           maxIdleConns,
+		Proxy:                 nil,
+		DialContext:           g.DialContext,
+		ForceAttemptHTTP2:     true,
+		TLSHandshakeTimeout:   tlsHandshakeTimeout,
+		IdleConnTimeout:       idleConnTimeout,
+		ExpectContinueTimeout: expectContinueTimeout,
+		MaxIdleConns:          maxIdleConns,
+		// Several agents often share one host (a team of agents behind one
+		// server): keep enough idle connections per host that bursts of
+		// calls reuse them instead of opening (and TIME_WAITing) new ones.
+		MaxIdleConnsPerHost:    maxIdleConnsPerHost,
 		MaxResponseHeaderBytes: maxResponseHeaderSize,
 	}
 }

@@ -31,7 +31,10 @@ const (
 	// ClaimBatch bounds the schedules one claim transaction locks.
 	ClaimBatch = 256
 	// DefaultWorkers bounds the runs talking to agents at once per replica.
-	DefaultWorkers = 64
+	// Calls are I/O-bound and each workspace's own max_concurrent_tasks
+	// already bounds its share, so the global bound is only a safety net:
+	// set low, hung agents would fill it and delay everyone else.
+	DefaultWorkers = 10_000
 	// DefaultRunHistory is the newest history rows kept per schedule.
 	DefaultRunHistory = 1000
 	previewMax        = 512
@@ -68,9 +71,10 @@ type Options struct {
 // Engine claims due slots, dispatches runs through the gateway and records
 // their outcomes (SPEC §6.4). Its loops run under the supervisor.
 type Engine struct {
-	o     Options
-	wake  chan struct{}
-	queue chan *job
+	o      Options
+	wake   chan struct{}
+	slots  chan struct{} // one per run talking to an agent (the worker bound)
+	commit *committer
 
 	mu      sync.Mutex
 	running map[string]context.CancelFunc // run id → cancel, on this replica
@@ -104,7 +108,7 @@ func NewEngine(o Options) *Engine {
 	if o.Holder == "" {
 		o.Holder = uuid.NewString()
 	}
-	return &Engine{o: o, wake: make(chan struct{}, 1), queue: make(chan *job), running: map[string]context.CancelFunc{}}
+	return &Engine{o: o, wake: make(chan struct{}, 1), slots: make(chan struct{}, o.Workers), running: map[string]context.CancelFunc{}, commit: newCommitter(o.Store)}
 }
 
 // Wake makes the claim loop look at once (a schedule was created, changed
@@ -479,11 +483,24 @@ func (e *Engine) dispatch(ctx context.Context, j *job) {
 		}
 		j.lease = l
 		select {
-		case e.queue <- j:
+		case e.slots <- struct{}{}:
 		case <-ctx.Done():
 			_ = e.o.Gateway.Release(context.WithoutCancel(ctx), l)
 			e.handBack(j)
+			return
 		}
+		e.mu.Lock()
+		e.waitN--
+		e.mu.Unlock()
+		defer func() {
+			<-e.slots
+			e.mu.Lock()
+			e.waitN++ // balanced by the deferred decrement above
+			e.mu.Unlock()
+		}()
+		// Shutdown does not cancel a run that is talking to its agent: it
+		// may finish within --shutdown-grace.
+		e.execute(context.WithoutCancel(ctx), j)
 	}()
 }
 
@@ -513,8 +530,10 @@ func (e *Engine) handBack(j *job) {
 	}
 }
 
-// RunWorkers runs the worker pool until ctx ends, then lets running jobs
-// finish (the app bounds that with --shutdown-grace).
+// RunWorkers supervises the runs in flight: it beats while they run and,
+// once ctx ends, stops new dispatches, lets dispatchers still waiting for
+// capacity hand their runs back, and waits for runs talking to their
+// agents to finish (the app bounds that with --shutdown-grace).
 func (e *Engine) RunWorkers(ctx context.Context, h *supervise.Heart) error {
 	wait := e.startWorkers(ctx)
 	beat := e.o.Clock.NewTimer(BeatInterval)
@@ -531,31 +550,14 @@ func (e *Engine) RunWorkers(ctx context.Context, h *supervise.Heart) error {
 	}
 }
 
-// startWorkers starts the pool; the returned wait, called once ctx ended,
-// stops new dispatches, lets dispatchers hand their runs back and waits
-// for running jobs to finish.
+// startWorkers returns the wait that RunWorkers calls at shutdown (tests
+// call it directly, without the liveness beat).
 func (e *Engine) startWorkers(ctx context.Context) (wait func()) {
-	var wg sync.WaitGroup
-	for range e.o.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case j := <-e.queue:
-					e.execute(context.WithoutCancel(ctx), j)
-				}
-			}
-		}()
-	}
 	return func() {
 		e.mu.Lock()
 		e.stopped = true
 		e.mu.Unlock()
-		e.waiting.Wait() // dispatchers see ctx and hand their runs back
-		wg.Wait()
+		e.waiting.Wait()
 	}
 }
 

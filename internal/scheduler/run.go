@@ -43,7 +43,8 @@ func (e *Engine) execute(ctx context.Context, j *job) {
 
 	wait := e.o.Clock.Since(j.waitFrom)
 	started := false
-	err := e.o.Store.InTx(ctx, func(tx store.Tx) error {
+	err := e.commit.do(j.run.ScheduleID, func(ctx context.Context, tx store.Tx) error {
+		started = false
 		r, err := tx.LockRun(ctx, j.run.ID)
 		if err != nil {
 			return err
@@ -148,10 +149,8 @@ func outcome(out gateway.Outcome) (status, reason, detail string, empty bool) {
 // cron_run activity row and exactly one terminal event, in one transaction.
 func (e *Engine) finish(j *job, out gateway.Outcome, attempt int) {
 	status, reason, detail, empty := outcome(out)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	var done *store.ScheduleRun
-	err := e.o.Store.InTx(ctx, func(tx store.Tx) error {
+	err := e.commit.do(j.run.ScheduleID, func(ctx context.Context, tx store.Tx) error {
 		done = nil
 		r, err := tx.LockRun(ctx, j.run.ID)
 		if err != nil {
@@ -181,10 +180,8 @@ func (e *Engine) finish(j *job, out gateway.Outcome, attempt int) {
 
 // finishSkipped records a pending run that could not start.
 func (e *Engine) finishSkipped(j *job, reason string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	var done *store.ScheduleRun
-	err := e.o.Store.InTx(ctx, func(tx store.Tx) error {
+	err := e.commit.do(j.run.ScheduleID, func(ctx context.Context, tx store.Tx) error {
 		done = nil
 		r, err := tx.LockRun(ctx, j.run.ID)
 		if err != nil {
