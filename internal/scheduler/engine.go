@@ -28,8 +28,9 @@ const (
 	// every 10 s; a run whose lease expired belonged to a dead replica.
 	RunLeaseTTL   = 30 * time.Second
 	RunLeaseRenew = 10 * time.Second
-	// ClaimBatch bounds the schedules one claim transaction locks.
-	ClaimBatch = 256
+	// ClaimBatch bounds the schedules one claim transaction locks; smaller
+	// batches start their runs sooner, larger ones cost fewer commits.
+	ClaimBatch = 128
 	// DefaultWorkers bounds the runs talking to agents at once per replica.
 	// Calls are I/O-bound and each workspace's own max_concurrent_tasks
 	// already bounds its share, so the global bound is only a safety net:
@@ -203,8 +204,18 @@ func (e *Engine) claimOnce(ctx context.Context) (int, error) {
 			return err
 		}
 		n = len(due)
+		// One query for the runs in flight of the whole batch, and each
+		// workspace read once: a claim's cost is per batch, not per row.
+		ids := make([]string, len(due))
+		for i, sc := range due {
+			ids[i] = sc.ID
+		}
+		cc := &claimCache{workspaces: map[string]store.Workspace{}, blocked: map[string]string{}}
+		if cc.active, err = tx.ActiveRunCounts(ctx, ids); err != nil {
+			return err
+		}
 		for _, sc := range due {
-			js, err := e.process(ctx, tx, sc, now, &observed)
+			js, err := e.process(ctx, tx, sc, now, cc, &observed)
 			if err != nil {
 				return fmt.Errorf("schedule %s: %w", sc.ID, err)
 			}
@@ -294,7 +305,14 @@ func decode[T any](raw json.RawMessage) (T, error) {
 
 // process plans one claimed schedule and writes what the plan says, in the
 // claim transaction.
-func (e *Engine) process(ctx context.Context, tx store.Tx, sc store.Schedule, now time.Time, observed *[]store.ScheduleRun) ([]*job, error) {
+// claimCache holds what one claim transaction read once for many schedules.
+type claimCache struct {
+	workspaces map[string]store.Workspace
+	blocked    map[string]string // workspace → reason it cannot take a run ("" if it can)
+	active     map[string]int    // schedule → runs in flight
+}
+
+func (e *Engine) process(ctx context.Context, tx store.Tx, sc store.Schedule, now time.Time, cc *claimCache, observed *[]store.ScheduleRun) ([]*job, error) {
 	spec, err := decode[Spec](sc.Spec)
 	if err != nil {
 		return nil, err
@@ -310,9 +328,12 @@ func (e *Engine) process(ctx context.Context, tx store.Tx, sc store.Schedule, no
 		sc.Enabled, sc.NextRunAt = false, time.Time{}
 		return nil, e.saveSchedule(ctx, tx, sc, st, now)
 	}
-	ws, err := tx.GetWorkspace(ctx, sc.WorkspaceID)
-	if err != nil {
-		return nil, err
+	ws, cached := cc.workspaces[sc.WorkspaceID]
+	if !cached {
+		if ws, err = tx.GetWorkspace(ctx, sc.WorkspaceID); err != nil {
+			return nil, err
+		}
+		cc.workspaces[ws.ID] = ws
 	}
 	if ws.Status == store.StatusRemoved {
 		st.PauseNote = "stopped: " + ReasonWorkspaceRemoved
@@ -343,27 +364,20 @@ func (e *Engine) process(ctx context.Context, tx store.Tx, sc store.Schedule, no
 		*observed = append(*observed, r)
 	}
 	var jobs []*job
-	active := -1
 	for _, f := range plan.Fires {
 		r := store.ScheduleRun{
 			ID: newRunID(), ScheduleID: sc.ID, WorkspaceID: sc.WorkspaceID, SlotTime: f.Slot, ScheduledTime: f.Slot,
 			Trigger: f.Trigger, CreatedAt: now,
 		}
-		reason, err := e.blocked(ctx, tx, ws, now)
-		if err != nil {
-			return nil, err
+		reason, known := cc.blocked[ws.ID]
+		if !known {
+			if reason, err = e.blocked(ctx, tx, ws, now); err != nil {
+				return nil, err
+			}
+			cc.blocked[ws.ID] = reason
 		}
-		if reason == "" {
-			if active < 0 {
-				runs, err := tx.ActiveRuns(ctx, sc.ID)
-				if err != nil {
-					return nil, err
-				}
-				active = len(runs)
-			}
-			if active > 0 {
-				reason = ReasonOverlap
-			}
+		if reason == "" && cc.active[sc.ID] > 0 {
+			reason = ReasonOverlap
 		}
 		if reason != "" {
 			r.Status, r.Reason, r.FinishedAt = store.RunSkipped, reason, now
@@ -388,7 +402,7 @@ func (e *Engine) process(ctx context.Context, tx store.Tx, sc store.Schedule, no
 		if !ok {
 			continue // the slot has its row already
 		}
-		active++
+		cc.active[sc.ID]++
 		jobs = append(jobs, &job{run: r, sched: sc, spec: spec})
 	}
 	st.LastSlot = plan.LastSlot

@@ -408,6 +408,61 @@ func TestEngine(t *testing.T) {
 					sid, sent.ID, sent.SlotTime.Format(time.RFC3339), r.ErrorDetail), string(evs[0].Payload))
 			})
 
+			t.Run("RemovedWorkspaceStopsItsSchedules", func(t *testing.T) {
+				t.Parallel()
+				a := newAgent(t)
+				b := setup(t, backend, a.srv.URL)
+				sid := b.create(t, `{"name":"audit","cron_expr":"* * * * *","prompt":"audit"}`)
+				require.NoError(t, b.st.InTx(b.ctx, func(tx store.Tx) error {
+					w, err := tx.GetWorkspace(b.ctx, b.ws)
+					require.NoError(t, err)
+					w.Status = store.StatusRemoved
+					_, err = tx.UpdateWorkspace(b.ctx, w)
+					return err
+				}))
+				b.clk.Set(t0.Add(time.Minute))
+				b.claim(t, b.e)
+				require.Empty(t, b.history(t, sid), "no run, no skip: the schedule is stopped")
+				sc, err := b.st.GetSchedule(b.ctx, sid)
+				require.NoError(t, err)
+				require.False(t, sc.Enabled)
+				require.True(t, sc.NextRunAt.IsZero(), "never due again")
+				_, ok, err := b.st.NextDue(b.ctx)
+				require.NoError(t, err)
+				require.False(t, ok)
+			})
+
+			t.Run("ShutdownHandsBackRunsNotYetSent", func(t *testing.T) {
+				t.Parallel()
+				a := newAgent(t)
+				b := setup(t, backend, a.srv.URL)
+				sid := b.create(t, `{"name":"audit","cron_expr":"* * * * *","prompt":"audit","busy_wait":"5m"}`)
+				slot := t0.Add(time.Minute)
+				b.clk.Set(slot)
+				held, err := b.gw.Acquire(b.ctx, b.ws, store.LeaseA2A, "someone", 0)
+				require.NoError(t, err)
+				// Replica 1 claims the slot; its run waits for capacity.
+				loop, stop := context.WithCancel(b.ctx)
+				timers := b.clk.Timers()
+				_, err = b.e.claimOnce(loop)
+				require.NoError(t, err)
+				require.True(t, b.clk.WaitForTimers(timers+2, 10*time.Second), "waiting for capacity")
+				// SIGTERM: the claim loop's context ends, the waiting run is handed back.
+				stop()
+				b.e.startWorkers(loop)()
+				r := b.waitStatus(t, sid, slot, store.RunPending)
+				require.Empty(t, r.ClaimedBy)
+				require.Zero(t, r.Attempt, "never sent")
+				// Replica 2 takes it over once capacity frees, and it runs once.
+				require.NoError(t, b.gw.Release(b.ctx, held))
+				_, other := b.engine(b.reopen(), "replica-2")
+				b.workers(t, other)
+				require.NoError(t, other.leasePass(b.ctx))
+				done := b.waitStatus(t, sid, slot, store.RunSucceeded)
+				require.Equal(t, "replica-2", done.ClaimedBy)
+				require.Len(t, a.received(), 1)
+			})
+
 			t.Run("TwoReplicasNeverRunASlotTwice", func(t *testing.T) {
 				t.Parallel()
 				a := newAgent(t)

@@ -226,6 +226,9 @@ type Tx interface {
 	LockRun(ctx context.Context, id string) (ScheduleRun, error)
 	// ActiveRuns lists a schedule's pending and running runs.
 	ActiveRuns(ctx context.Context, scheduleID string) ([]ScheduleRun, error)
+	// ActiveRunCounts counts the pending and running runs of each of the
+	// schedules (absent: none), in one query for a whole claim batch.
+	ActiveRunCounts(ctx context.Context, scheduleIDs []string) (map[string]int, error)
 	// PruneRuns deletes a schedule's oldest finished history rows beyond keep.
 	PruneRuns(ctx context.Context, scheduleID string, keep int) (int64, error)
 	// CountLeases counts a workspace's leases that are live at now.

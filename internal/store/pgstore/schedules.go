@@ -260,3 +260,25 @@ func (s *Store) ListAllSchedules(ctx context.Context, afterID string, limit int)
 	return collectSchedules(s.pool.Query(ctx, `SELECT `+scheduleCols+` FROM schedules
 		WHERE deleted_at IS NULL AND id > $1::uuid ORDER BY id LIMIT $2`, afterID, limit))
 }
+
+func (t *tx) ActiveRunCounts(ctx context.Context, ids []string) (map[string]int, error) {
+	out := map[string]int{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := t.tx.Query(ctx, `SELECT schedule_id::text, count(*) FROM schedule_runs
+		WHERE schedule_id = ANY($1::uuid[]) AND status IN ('pending', 'running') GROUP BY schedule_id`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("active runs: %w", mapErr(err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, fmt.Errorf("active runs: %w", mapErr(err))
+		}
+		out[id] = n
+	}
+	return out, mapErr(rows.Err())
+}

@@ -3,6 +3,7 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -289,6 +290,32 @@ func (s *Store) ListAllSchedules(ctx context.Context, afterID string, limit int)
 			return nil, err
 		}
 		out = append(out, sc)
+	}
+	return out, mapErr(rows.Err())
+}
+
+func (t *tx) ActiveRunCounts(ctx context.Context, ids []string) (map[string]int, error) {
+	out := map[string]int{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	arr, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := t.q.QueryContext(ctx, `SELECT schedule_id, count(*) FROM schedule_runs
+		WHERE schedule_id IN (SELECT value FROM json_each(?)) AND status IN ('pending', 'running') GROUP BY schedule_id`, string(arr))
+	if err != nil {
+		return nil, fmt.Errorf("active runs: %w", mapErr(err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, fmt.Errorf("active runs: %w", mapErr(err))
+		}
+		out[id] = n
 	}
 	return out, mapErr(rows.Err())
 }

@@ -144,6 +144,11 @@ func runSchedules(t *testing.T, open Opener) {
 		got, err := b.store.GetRun(b.ctx, run.ID)
 		require.NoError(t, err)
 		require.Equal(t, run, got)
+		require.NoError(t, b.store.InTx(b.ctx, func(tx store.Tx) error {
+			counts, err := tx.ActiveRunCounts(b.ctx, []string{sc.ID, newID()})
+			require.Equal(t, map[string]int{sc.ID: 2}, counts)
+			return err
+		}))
 
 		// Renewal moves r1's lease; an unrenewed one expires.
 		n, err := b.store.RenewRunLeases(b.ctx, "r1", now.Add(time.Minute))
