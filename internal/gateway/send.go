@@ -423,3 +423,25 @@ func getEnvelope(version, taskID string) envelope {
 	body := mustJSON(map[string]any{"jsonrpc": "2.0", "id": id, "method": method, "params": map[string]any{"id": taskID}})
 	return envelope{body: body, id: mustJSON(id), method: method}
 }
+
+// CancelTask asks the agent to cancel a task it returned (0.3 tasks/cancel,
+// 1.0 CancelTask), signed as caller. It is best effort: the outcome says
+// what the agent answered.
+func (g *Gateway) CancelTask(ctx context.Context, workspaceID, version, taskID, caller string) Outcome {
+	out := Outcome{Version: version, TaskID: taskID}
+	ws, err := g.d.Store.GetWorkspace(ctx, workspaceID)
+	if err != nil {
+		out.Kind, out.Detail = KindNotFound, err.Error()
+		return out
+	}
+	id := uuid.NewString()
+	method := "tasks/cancel"
+	if version == "1.0" {
+		method = "CancelTask"
+	}
+	env := envelope{body: mustJSON(map[string]any{"jsonrpc": "2.0", "id": id, "method": method, "params": map[string]any{"id": taskID}}), id: mustJSON(id), method: method}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	g.exchange(cctx, ws, SendOptions{Caller: caller}, env, &out)
+	return out
+}

@@ -408,6 +408,44 @@ func TestEngine(t *testing.T) {
 					sid, sent.ID, sent.SlotTime.Format(time.RFC3339), r.ErrorDetail), string(evs[0].Payload))
 			})
 
+			t.Run("CancelRunCancelsTheAgentsTask", func(t *testing.T) {
+				t.Parallel()
+				methods := make(chan string, 16)
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					var env struct {
+						ID     json.RawMessage
+						Method string
+						Params struct{ ID string }
+					}
+					_ = json.NewDecoder(r.Body).Decode(&env)
+					methods <- env.Method + " " + env.Params.ID
+					state := "working"
+					if env.Method == "tasks/cancel" {
+						state = "canceled"
+					}
+					fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"kind":"task","id":"t-7","status":{"state":%q}}}`, env.ID, state)
+				}))
+				t.Cleanup(srv.Close)
+				b := setup(t, backend, srv.URL)
+				b.workers(t, b.e)
+				sid := b.create(t, `{"name":"audit","cron_expr":"* * * * *","prompt":"audit"}`)
+				slot := t0.Add(time.Minute)
+				b.clk.Set(slot)
+				timers := b.clk.Timers()
+				b.claim(t, b.e)
+				require.Equal(t, "message/send ", <-methods)
+				require.True(t, b.clk.WaitForTimers(timers+1, 10*time.Second), "polling the working task")
+				run := b.waitStatus(t, sid, slot, store.RunRunning)
+				_, err := b.svc.CancelRun(b.ctx, "admin:test", b.ws, sid, run.ID)
+				require.NoError(t, err)
+				require.Equal(t, "tasks/cancel t-7", <-methods, "the agent is told to cancel its task")
+				r := b.waitStatus(t, sid, slot, store.RunCancelled)
+				require.Contains(t, r.ErrorDetail, "admin:test")
+				evs, err := b.st.ListEvents(b.ctx, store.EventFilter{Type: "CRON_FAILED"})
+				require.NoError(t, err)
+				require.Len(t, evs, 1, "one terminal event")
+			})
+
 			t.Run("RemovedWorkspaceStopsItsSchedules", func(t *testing.T) {
 				t.Parallel()
 				a := newAgent(t)

@@ -109,6 +109,12 @@ func (e *Engine) execute(ctx context.Context, j *job) {
 		}
 		attempt++
 	}
+	if out.Kind == gateway.KindCancelled && out.TaskID != "" {
+		// An operator cancelled the run while the agent worked on a task:
+		// tell the agent too (SPEC §6.1), best effort.
+		c := e.o.Gateway.CancelTask(context.WithoutCancel(ctx), j.run.WorkspaceID, out.Version, out.TaskID, "scheduler")
+		e.o.Log.Info("cancelled the agent's task", "run_id", j.run.ID, "task_id", out.TaskID, "answer", string(c.Kind))
+	}
 	e.finish(j, out, attempt)
 }
 
