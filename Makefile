@@ -3,7 +3,7 @@
 GO ?= go
 GOTESTFLAGS ?=
 # Packages with goroutines, locks or shared state: run under the race detector.
-RACE_PKGS ?= ./internal/clock/... ./internal/supervise/... ./internal/events/... ./internal/store/... ./internal/app/... ./internal/api/... ./internal/auth/... ./internal/registry/... ./internal/gateway/... ./internal/scheduler/... ./internal/activity/... ./pkg/... ./cmd/...
+RACE_PKGS ?= ./internal/clock/... ./internal/supervise/... ./internal/events/... ./internal/store/... ./internal/app/... ./internal/api/... ./internal/auth/... ./internal/registry/... ./internal/gateway/... ./internal/scheduler/... ./internal/groupcommit/... ./internal/activity/... ./pkg/... ./cmd/...
 
 .PHONY: test race vet fmt build run ci
 

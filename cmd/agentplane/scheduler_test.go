@@ -103,16 +103,16 @@ func (p *serveProcess) run(t *testing.T, ws, sid, rid string) map[string]any {
 // running one, and the run is not resent.
 func TestSchedulerWithRealProcesses(t *testing.T) {
 	t.Parallel()
-	stores := map[string]func() []string{"sqlite": func() []string { return []string{"--data-dir", t.TempDir()} }}
+	stores := map[string]func(t *testing.T) []string{"sqlite": func(t *testing.T) []string { return []string{"--data-dir", t.TempDir()} }}
 	if os.Getenv(testenv.PostgresURLEnv) != "" || testenv.InCI() {
-		stores["postgres"] = func() []string {
+		stores["postgres"] = func(t *testing.T) []string {
 			return []string{"--database-url", testenv.PostgresSchema(t), "--secret-key", strings.Repeat("cd", 32)}
 		}
 	}
 	for name, storeArgs := range stores {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			st := storeArgs()
+			st := storeArgs(t)
 			srv := startServe(t, st)
 
 			code, body := srv.do(t, "POST", "/workspaces", map[string]any{"name": "Ticker"})

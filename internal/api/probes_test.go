@@ -66,6 +66,23 @@ func TestProbes(t *testing.T) {
 		require.JSONEq(t, `{"status":"unavailable","error":"store not migrated"}`, w.Body.String())
 	})
 
+	t.Run("ReadyOnlyAfterStartUpFinished", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		started := make(chan struct{})
+		s := New(Deps{Store: b.store, Live: b.live, Authn: nopAuthn{}, Started: started})
+		h, err := s.Handler()
+		require.NoError(t, err)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/readyz", nil))
+		require.Equal(t, 503, w.Code, "migrated, but the admin tokens may not be stored yet")
+		require.JSONEq(t, `{"status":"unavailable","error":"starting"}`, w.Body.String())
+		close(started)
+		w = httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/readyz", nil))
+		require.Equal(t, 200, w.Code)
+	})
+
 	t.Run("MetricsExposeLiveness", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)

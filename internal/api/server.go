@@ -37,6 +37,9 @@ type Deps struct {
 	Gateway  *gateway.Gateway
 	// Schedules is the schedules API's domain side.
 	Schedules *scheduler.Service
+	// Started, when set, is closed once start-up finished (migrations, admin
+	// tokens, the relay's start position, the loops); /readyz says 503 before.
+	Started <-chan struct{}
 	// PingInterval is how often idle streams are pinged (default 20 s).
 	PingInterval time.Duration
 	ClientIP     *auth.ClientIP
@@ -165,6 +168,17 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "2")
 		httpapi.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": reason})
 		return
+	}
+	if s.d.Started != nil {
+		select {
+		case <-s.d.Started:
+		default:
+			// Migrated but the admin tokens may not be stored yet: a client
+			// that trusted a 200 here would get a 401.
+			w.Header().Set("Retry-After", "1")
+			httpapi.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": "starting"})
+			return
+		}
 	}
 	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready", "store": s.d.Store.Dialect()})
 }

@@ -186,7 +186,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	srv := api.New(api.Deps{
 		Store: st, Live: a.Live, Metrics: a.Metrics, Log: log, Authn: a.Auth, Auth: a.Auth,
 		Registry: a.Registry, Activity: a.Activity, Hub: hub, Gateway: gw, ClientIP: ips, Audit: rec, MaxBody: cfg.MaxBodyBytes,
-		Schedules: a.Schedules,
+		Schedules: a.Schedules, Started: a.migrated,
 	})
 	handler, err := srv.Handler()
 	if err != nil {

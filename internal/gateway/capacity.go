@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/agentplane/agentplane/internal/clock"
+	"github.com/agentplane/agentplane/internal/groupcommit"
 	"github.com/agentplane/agentplane/internal/store"
 	"github.com/agentplane/agentplane/internal/supervise"
 	"github.com/google/uuid"
@@ -41,10 +41,10 @@ type Capacity struct {
 	log    *slog.Logger
 	holder string
 
-	// lanes group-commit independently; a workspace's ops always go to the
-	// same lane, so this replica's transactions never wait on each other
-	// for one workspace's slots.
-	lanes []*lane
+	// gc group-commits in lanes; a workspace's ops always go to the same
+	// lane, so this replica's transactions never wait on each other for one
+	// workspace's slots.
+	gc *groupcommit.Committer[*op]
 
 	mu      sync.Mutex
 	waiters map[string][]*waiter // per workspace, oldest first
@@ -66,9 +66,7 @@ func NewCapacity(st store.Store, clk clock.Clock, log *slog.Logger, holder strin
 		n = 4
 	}
 	c := &Capacity{st: st, clk: clk, log: log, holder: holder, waiters: map[string][]*waiter{}}
-	for range n {
-		c.lanes = append(c.lanes, &lane{})
-	}
+	c.gc = groupcommit.New(n, c.commit)
 	return c
 }
 
@@ -99,25 +97,6 @@ type op struct {
 	granted store.Lease
 	ok      bool
 	err     error
-	done    chan struct{}
-	lead    chan struct{} // closed when this op must run the next commit
-	batch   []*op         // what to commit when lead closes
-}
-
-// lane is one group-commit queue.
-type lane struct {
-	mu         sync.Mutex
-	pending    []*op
-	committing bool
-}
-
-func (c *Capacity) laneFor(workspaceID string) *lane {
-	if len(c.lanes) == 1 {
-		return c.lanes[0]
-	}
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(workspaceID))
-	return c.lanes[h.Sum32()%uint32(len(c.lanes))]
 }
 
 type waiter struct {
@@ -125,49 +104,8 @@ type waiter struct {
 }
 
 // submit adds o to the next group commit of ws's lane and returns once it
-// committed (or failed). One participant per lane at a time commits; it
-// takes everything pending, then hands the role to the oldest op still
-// waiting so that no caller commits for others for long.
-func (c *Capacity) submit(ws string, o *op) {
-	o.done = make(chan struct{})
-	o.lead = make(chan struct{})
-	l := c.laneFor(ws)
-	l.mu.Lock()
-	l.pending = append(l.pending, o)
-	var batch []*op
-	if l.committing {
-		l.mu.Unlock()
-		select {
-		case <-o.done:
-			return
-		case <-o.lead: // a finishing committer handed us the role and a batch
-		}
-		batch = o.batch
-	} else {
-		l.committing = true
-		batch = l.pending
-		l.pending = nil
-		l.mu.Unlock()
-	}
-
-	c.commit(batch)
-
-	l.mu.Lock()
-	if len(l.pending) > 0 {
-		// The role passes on (committing stays): the oldest waiting op
-		// commits everything pending now.
-		next := l.pending
-		l.pending = nil
-		next[0].batch = next
-		close(next[0].lead)
-	} else {
-		l.committing = false
-	}
-	l.mu.Unlock()
-	for _, b := range batch {
-		close(b.done)
-	}
-}
+// committed (or failed).
+func (c *Capacity) submit(ws string, o *op) { c.gc.Do(ws, o) }
 
 // commit runs one batch in one transaction. If that fails, each op is tried
 // on its own so that one bad record cannot fail its neighbours.
