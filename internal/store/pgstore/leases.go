@@ -91,16 +91,7 @@ func (s *Store) InflightCounts(ctx context.Context, ids []string, now time.Time)
 	if err != nil {
 		return nil, fmt.Errorf("count leases: %w", mapErr(err))
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var id string
-		var n int
-		if err := rows.Scan(&id, &n); err != nil {
-			return nil, fmt.Errorf("count leases: %w", mapErr(err))
-		}
-		out[id] = n
-	}
-	return out, mapErr(rows.Err())
+	return scanCounts(rows, "count leases")
 }
 
 func (s *Store) RenewLeases(ctx context.Context, holder string, expiresAt time.Time) (int64, error) {
@@ -139,4 +130,19 @@ func (t *tx) NoSync(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// scanCounts reads (id, count) rows into a map.
+func scanCounts(rows pgx.Rows, what string) (map[string]int, error) {
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, mapErr(err))
+		}
+		out[id] = n
+	}
+	return out, mapErr(rows.Err())
 }

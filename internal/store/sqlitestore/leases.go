@@ -2,6 +2,7 @@ package sqlitestore
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -92,16 +93,7 @@ func (s *Store) InflightCounts(ctx context.Context, ids []string, now time.Time)
 	if err != nil {
 		return nil, fmt.Errorf("count leases: %w", mapErr(err))
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var id string
-		var n int
-		if err := rows.Scan(&id, &n); err != nil {
-			return nil, fmt.Errorf("count leases: %w", mapErr(err))
-		}
-		out[id] = n
-	}
-	return out, mapErr(rows.Err())
+	return scanCounts(rows, "count leases")
 }
 
 func (s *Store) RenewLeases(ctx context.Context, holder string, expiresAt time.Time) (int64, error) {
@@ -114,3 +106,18 @@ func (s *Store) ReleaseHolder(ctx context.Context, holder string) (int64, error)
 
 // NoSync is a no-op: with WAL and synchronous=NORMAL no commit syncs.
 func (t *tx) NoSync(context.Context) error { return nil }
+
+// scanCounts reads (id, count) rows into a map.
+func scanCounts(rows *sql.Rows, what string) (map[string]int, error) {
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, mapErr(err))
+		}
+		out[id] = n
+	}
+	return out, mapErr(rows.Err())
+}

@@ -308,14 +308,5 @@ func (t *tx) ActiveRunCounts(ctx context.Context, ids []string) (map[string]int,
 	if err != nil {
 		return nil, fmt.Errorf("active runs: %w", mapErr(err))
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var id string
-		var n int
-		if err := rows.Scan(&id, &n); err != nil {
-			return nil, fmt.Errorf("active runs: %w", mapErr(err))
-		}
-		out[id] = n
-	}
-	return out, mapErr(rows.Err())
+	return scanCounts(rows, "active runs")
 }
