@@ -54,7 +54,7 @@ func toScheduleJSON(v scheduler.View) scheduleJSON {
 		ID: v.ID, WorkspaceID: v.WorkspaceID, Name: v.Name, CronExpr: v.Spec.CronExpr, Timezone: v.Spec.Timezone, Prompt: v.Spec.Prompt,
 		Enabled: v.Enabled, Paused: !v.Enabled, PauseNote: v.State.PauseNote, DSTGap: v.Spec.DSTGap, DSTFold: v.Spec.DSTFold,
 		OverlapPolicy: v.Spec.OverlapPolicy, CatchupPolicy: v.Spec.CatchupPolicy, CatchupWindow: v.Spec.CatchupWindow,
-		BusyWait: v.Spec.BusyWait, Timeout: v.Spec.Timeout, MaxAttempts: v.Spec.MaxAttempts, Jitter: v.Spec.Jitter,
+		BusyWait: scheduler.Duration(v.Spec.BusyWaitOrDefault()), Timeout: v.Spec.Timeout, MaxAttempts: v.Spec.MaxAttempts, Jitter: v.Spec.Jitter,
 		NextRunAt: timePtr(v.NextRunAt), LastRunAt: timePtr(v.State.LastRunAt), LastStatus: v.State.LastStatus, LastError: v.State.LastError,
 		RunCount: v.State.RunCount, SkippedCount: v.State.SkippedCount, MissedCount: v.State.MissedCount, FailureCount: v.State.FailureCount,
 		ConsecutiveFailures: v.State.ConsecutiveFailures, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt, UpdatedBy: v.UpdatedBy,

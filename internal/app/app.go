@@ -317,6 +317,10 @@ func (a *App) Run(ctx context.Context) error {
 	if a.metricsS != nil {
 		a.metricsS.Close()
 	}
+	// Runs first: stop claiming, hand back runs still waiting for capacity,
+	// let runs talking to their agents finish — while the loops that renew
+	// this replica's run and capacity leases still run.
+	a.Engine.Drain(graceCtx)
 	stopLoops()
 	a.Hub.Close()
 	loopsDone := make(chan struct{})

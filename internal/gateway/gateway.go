@@ -222,6 +222,13 @@ type admission struct {
 // admit loads the workspace and applies the checks every call shares:
 // unknown/removed → 404, hierarchy → 403, paused/offline/URL-less → 503.
 func (g *Gateway) admit(ctx context.Context, caller *auth.Principal, workspaceID string) admission {
+	return g.admitFor(ctx, caller, workspaceID, false)
+}
+
+// admitFor is admit for a sender that already holds a capacity lease: a
+// workspace with a live lease is not treated as offline (SPEC §7.3), so only
+// paused, removed and URL-less workspaces refuse it.
+func (g *Gateway) admitFor(ctx context.Context, caller *auth.Principal, workspaceID string, leased bool) admission {
 	ws, err := g.d.Store.GetWorkspace(ctx, workspaceID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && ws.Status == store.StatusRemoved) {
 		return admission{status: http.StatusNotFound, code: codeUnavailable, msg: "workspace " + workspaceID + " not found", outcome: KindNotFound}
@@ -241,7 +248,7 @@ func (g *Gateway) admit(ctx context.Context, caller *auth.Principal, workspaceID
 	switch {
 	case ws.Status == store.StatusPaused:
 		return admission{ws: ws, status: http.StatusServiceUnavailable, code: codeUnavailable, msg: "workspace is paused", retryAfter: 30 * time.Second, outcome: KindUnavailable}
-	case ws.Status == store.StatusOffline || ws.Status == store.StatusAwaitingAgent:
+	case !leased && (ws.Status == store.StatusOffline || ws.Status == store.StatusAwaitingAgent):
 		return admission{ws: ws, status: http.StatusServiceUnavailable, code: codeUnavailable, msg: "workspace is " + ws.Status + ": its agent is not connected", retryAfter: 10 * time.Second, outcome: KindUnavailable}
 	case ws.URL == "":
 		return admission{ws: ws, status: http.StatusServiceUnavailable, code: codeUnavailable, msg: "workspace has no agent URL", retryAfter: 10 * time.Second, outcome: KindUnavailable}

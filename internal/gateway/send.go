@@ -162,7 +162,7 @@ func (g *Gateway) Send(ctx context.Context, workspaceID string, m Message, o Sen
 		}
 	}
 
-	adm := g.admit(ctx, nil, workspaceID)
+	adm := g.admitFor(ctx, nil, workspaceID, o.Lease != nil)
 	if adm.status != 0 {
 		release()
 		out.Kind, out.Detail = adm.outcome, adm.msg
@@ -206,8 +206,12 @@ func (g *Gateway) Send(ctx context.Context, workspaceID string, m Message, o Sen
 		prev := out
 		g.exchange(cctx, ws, o, getEnvelope(out.Version, out.TaskID), &out)
 		out.Written = true // the message itself was delivered
-		if out.Kind == KindNotSent {
-			out = prev // a poll that never left: try again
+		if out.Kind == KindNotSent || out.Kind == KindAgentBusy {
+			// A poll that never left, or that the agent refused for now:
+			// poll again. It must never surface as "not taken", or the
+			// scheduler would send the message a second time.
+			out = prev
+			out.Written = true
 		}
 	}
 	status := string(out.Kind)

@@ -76,25 +76,29 @@ func (c *Committer[T]) Do(key string, item T) {
 		l.mu.Unlock()
 	}
 
+	// Even if commit panics, the role passes on and the batch's waiters are
+	// released (the panic then continues in this goroutine): a lane must
+	// never freeze.
+	defer func() {
+		l.mu.Lock()
+		if len(l.pending) > 0 {
+			// The role passes on (committing stays): the oldest waiter
+			// commits everything pending now.
+			next := l.pending
+			l.pending = nil
+			next[0].batch = next
+			close(next[0].lead)
+		} else {
+			l.committing = false
+		}
+		l.mu.Unlock()
+		for _, b := range batch {
+			close(b.done)
+		}
+	}()
 	items := make([]T, len(batch))
 	for i, b := range batch {
 		items[i] = b.item
 	}
 	c.commit(items)
-
-	l.mu.Lock()
-	if len(l.pending) > 0 {
-		// The role passes on (committing stays): the oldest waiter commits
-		// everything pending now.
-		next := l.pending
-		l.pending = nil
-		next[0].batch = next
-		close(next[0].lead)
-	} else {
-		l.committing = false
-	}
-	l.mu.Unlock()
-	for _, b := range batch {
-		close(b.done)
-	}
 }

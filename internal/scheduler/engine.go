@@ -52,6 +52,8 @@ const (
 	ReasonWorkspaceNoURL    = "workspace has no agent URL"
 	ReasonWorkspaceRemoved  = "workspace removed"
 	ReasonNeedsInput        = "needs_input"
+	ReasonScheduleDeleted   = "schedule deleted before the run could start"
+	ReasonSchedulePaused    = "schedule paused before the run could start"
 	ReasonHandedBackOnClose = "handed back at shutdown"
 )
 
@@ -81,7 +83,12 @@ type Engine struct {
 	running map[string]context.CancelFunc // run id → cancel, on this replica
 	waiting sync.WaitGroup                // dispatchers waiting for capacity
 	stopped bool
-	waitN   int // dispatchers waiting for capacity now
+	// waitingIDs are the runs of this replica waiting for capacity; with
+	// running, they are the runs whose leases this replica renews.
+	waitingIDs map[string]bool
+	// dctx is the engine's lifetime: dispatch works under it; Drain ends it.
+	dctx    context.Context
+	dcancel context.CancelFunc
 	// last claim pass, for /admin/scheduler
 	lastClaimAt  time.Time
 	lastClaimDur time.Duration
@@ -109,7 +116,10 @@ func NewEngine(o Options) *Engine {
 	if o.Holder == "" {
 		o.Holder = uuid.NewString()
 	}
-	return &Engine{o: o, wake: make(chan struct{}, 1), slots: make(chan struct{}, o.Workers), running: map[string]context.CancelFunc{}, commit: newCommitter(o.Store)}
+	e := &Engine{o: o, wake: make(chan struct{}, 1), slots: make(chan struct{}, o.Workers), running: map[string]context.CancelFunc{},
+		waitingIDs: map[string]bool{}, commit: newCommitter(o.Store)}
+	e.dctx, e.dcancel = context.WithCancel(context.Background())
+	return e
 }
 
 // Wake makes the claim loop look at once (a schedule was created, changed
@@ -291,7 +301,7 @@ func (e *Engine) Status() Status {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return Status{Holder: e.o.Holder, LastClaimAt: e.lastClaimAt, LastClaimMS: e.lastClaimDur.Milliseconds(),
-		LastClaimed: e.lastClaimed, RunningHere: len(e.running), WaitingCapacity: e.waitN}
+		LastClaimed: e.lastClaimed, RunningHere: len(e.running), WaitingCapacity: len(e.waitingIDs)}
 }
 
 func decode[T any](raw json.RawMessage) (T, error) {
@@ -460,8 +470,9 @@ func (e *Engine) event(ctx context.Context, tx store.Tx, typ string, r store.Sch
 }
 
 // dispatch waits for a capacity slot (up to busy_wait) without holding a
-// worker, then queues the run for a worker.
-func (e *Engine) dispatch(ctx context.Context, j *job) {
+// worker, then runs the job. It works under the engine's own context, not
+// the caller's: only Drain (shutdown) makes waiting runs hand back.
+func (e *Engine) dispatch(_ context.Context, j *job) {
 	e.mu.Lock()
 	if e.stopped {
 		e.mu.Unlock()
@@ -469,53 +480,66 @@ func (e *Engine) dispatch(ctx context.Context, j *job) {
 		return
 	}
 	e.waiting.Add(1)
-	e.waitN++
+	e.waitingIDs[j.run.ID] = true
 	e.mu.Unlock()
 	j.waitFrom = e.o.Clock.Now()
+	ctx := e.dctx
 	go func() {
 		defer e.waiting.Done()
-		defer func() {
-			e.mu.Lock()
-			e.waitN--
-			e.mu.Unlock()
-		}()
-		l, err := e.o.Gateway.Acquire(ctx, j.run.WorkspaceID, store.LeaseCron, j.run.ID, time.Duration(j.spec.BusyWait))
-		switch {
-		case errors.Is(err, gateway.ErrBusy):
-			e.finishSkipped(j, ReasonBusy)
-			return
-		case ctx.Err() != nil:
-			e.handBack(j)
-			return
-		case errors.Is(err, store.ErrNotFound):
-			e.finishSkipped(j, ReasonWorkspaceRemoved)
-			return
-		case err != nil:
-			e.o.Log.Warn("capacity for run", "run_id", j.run.ID, "err", err)
-			e.handBack(j)
+		l, err := e.o.Gateway.Acquire(ctx, j.run.WorkspaceID, store.LeaseCron, j.run.ID, j.spec.BusyWaitOrDefault())
+		if err != nil {
+			e.doneWaiting(j.run.ID)
+			switch {
+			case errors.Is(err, gateway.ErrBusy):
+				e.finishSkipped(j, ReasonBusy)
+			case ctx.Err() != nil:
+				e.handBack(j)
+			case errors.Is(err, store.ErrNotFound):
+				e.finishSkipped(j, ReasonWorkspaceRemoved)
+			default:
+				e.o.Log.Warn("capacity for run", "run_id", j.run.ID, "err", err)
+				e.handBack(j)
+			}
 			return
 		}
 		j.lease = l
 		select {
 		case e.slots <- struct{}{}:
 		case <-ctx.Done():
+			e.doneWaiting(j.run.ID)
 			_ = e.o.Gateway.Release(context.WithoutCancel(ctx), l)
 			e.handBack(j)
 			return
 		}
-		e.mu.Lock()
-		e.waitN--
-		e.mu.Unlock()
-		defer func() {
-			<-e.slots
-			e.mu.Lock()
-			e.waitN++ // balanced by the deferred decrement above
-			e.mu.Unlock()
-		}()
+		defer func() { <-e.slots }()
 		// Shutdown does not cancel a run that is talking to its agent: it
 		// may finish within --shutdown-grace.
 		e.execute(context.WithoutCancel(ctx), j)
 	}()
+}
+
+// doneWaiting forgets a run that stopped waiting for capacity.
+func (e *Engine) doneWaiting(id string) {
+	e.mu.Lock()
+	delete(e.waitingIDs, id)
+	e.mu.Unlock()
+}
+
+// Drain stops dispatching (runs still waiting for capacity are handed back
+// to any replica) and waits until the runs talking to their agents finished
+// or ctx ends. The app calls it at shutdown before stopping the loops that
+// renew this replica's leases, so a finishing run keeps its leases.
+func (e *Engine) Drain(ctx context.Context) {
+	e.mu.Lock()
+	e.stopped = true
+	e.mu.Unlock()
+	e.dcancel()
+	done := make(chan struct{})
+	go func() { e.waiting.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 // handBack returns a run that was never sent: its lease is made to expire
@@ -567,12 +591,7 @@ func (e *Engine) RunWorkers(ctx context.Context, h *supervise.Heart) error {
 // startWorkers returns the wait that RunWorkers calls at shutdown (tests
 // call it directly, without the liveness beat).
 func (e *Engine) startWorkers(ctx context.Context) (wait func()) {
-	return func() {
-		e.mu.Lock()
-		e.stopped = true
-		e.mu.Unlock()
-		e.waiting.Wait()
-	}
+	return func() { e.Drain(context.Background()) }
 }
 
 // Cancel cancels a run running on this replica; it reports whether it did.

@@ -433,17 +433,103 @@ func TestEngine(t *testing.T) {
 				b.clk.Set(slot)
 				timers := b.clk.Timers()
 				b.claim(t, b.e)
-				require.Equal(t, "message/send ", <-methods)
+				require.Equal(t, "message/send ", next(t, methods))
 				require.True(t, b.clk.WaitForTimers(timers+1, 10*time.Second), "polling the working task")
 				run := b.waitStatus(t, sid, slot, store.RunRunning)
 				_, err := b.svc.CancelRun(b.ctx, "admin:test", b.ws, sid, run.ID)
 				require.NoError(t, err)
-				require.Equal(t, "tasks/cancel t-7", <-methods, "the agent is told to cancel its task")
+				require.Equal(t, "tasks/cancel t-7", next(t, methods), "the agent is told to cancel its task")
 				r := b.waitStatus(t, sid, slot, store.RunCancelled)
 				require.Contains(t, r.ErrorDetail, "admin:test")
 				evs, err := b.st.ListEvents(b.ctx, store.EventFilter{Type: "CRON_FAILED"})
 				require.NoError(t, err)
 				require.Len(t, evs, 1, "one terminal event")
+			})
+
+			t.Run("PollRefusedForNowIsNotAResend", func(t *testing.T) {
+				t.Parallel()
+				methods := make(chan string, 16)
+				var polls int
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					var env struct {
+						ID     json.RawMessage
+						Method string
+					}
+					_ = json.NewDecoder(r.Body).Decode(&env)
+					methods <- env.Method
+					state := "working"
+					if env.Method == "tasks/get" {
+						polls++
+						if polls == 1 { // the agent is briefly overloaded
+							w.Header().Set("Retry-After", "1")
+							w.WriteHeader(http.StatusServiceUnavailable)
+							return
+						}
+						state = "completed"
+					}
+					fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"kind":"task","id":"t-1","status":{"state":%q}}}`, env.ID, state)
+				}))
+				t.Cleanup(srv.Close)
+				b := setup(t, backend, srv.URL)
+				b.workers(t, b.e)
+				sid := b.create(t, `{"name":"audit","cron_expr":"* * * * *","prompt":"audit"}`)
+				slot := t0.Add(time.Minute)
+				b.clk.Set(slot)
+				timers := b.clk.Timers()
+				b.claim(t, b.e)
+				require.Equal(t, "message/send", next(t, methods))
+				for range 2 { // two polls: refused, then completed
+					require.True(t, b.clk.WaitForTimers(timers+1, 10*time.Second))
+					b.clk.Advance(5 * time.Second)
+					require.Equal(t, "tasks/get", next(t, methods))
+				}
+				r := b.waitStatus(t, sid, slot, store.RunSucceeded)
+				require.Equal(t, 1, r.Attempt, "the message was sent once")
+				require.Empty(t, methods)
+			})
+
+			t.Run("OfflineButLeasedWorkspaceStillRuns", func(t *testing.T) {
+				t.Parallel()
+				a := newAgent(t)
+				b := setup(t, backend, a.srv.URL)
+				b.workers(t, b.e)
+				sid := b.create(t, `{"name":"audit","cron_expr":"* * * * *","prompt":"audit"}`)
+				slot := t0.Add(time.Minute)
+				b.clk.Set(slot)
+				require.NoError(t, b.st.InTx(b.ctx, func(tx store.Tx) error {
+					w, err := tx.GetWorkspace(b.ctx, b.ws)
+					require.NoError(t, err)
+					w.Status, w.MaxConcurrentTasks = store.StatusOffline, 2
+					_, err = tx.UpdateWorkspace(b.ctx, w)
+					return err
+				}))
+				// A long call holds a lease: the agent is evidently there (SPEC §7.3).
+				held, err := b.gw.Acquire(b.ctx, b.ws, store.LeaseA2A, "long call", 0)
+				require.NoError(t, err)
+				b.claim(t, b.e)
+				b.waitStatus(t, sid, slot, store.RunSucceeded)
+				require.Len(t, a.received(), 1)
+				require.NoError(t, b.gw.Release(b.ctx, held))
+			})
+
+			t.Run("DeletedWhileWaitingForCapacityNeverFires", func(t *testing.T) {
+				t.Parallel()
+				a := newAgent(t)
+				b := setup(t, backend, a.srv.URL)
+				b.workers(t, b.e)
+				sid := b.create(t, `{"name":"audit","cron_expr":"* * * * *","prompt":"audit","busy_wait":"5m"}`)
+				slot := t0.Add(time.Minute)
+				b.clk.Set(slot)
+				held, err := b.gw.Acquire(b.ctx, b.ws, store.LeaseA2A, "someone", 0)
+				require.NoError(t, err)
+				timers := b.clk.Timers()
+				b.claim(t, b.e)
+				require.True(t, b.clk.WaitForTimers(timers+2, 10*time.Second), "waiting for capacity")
+				require.NoError(t, b.svc.Delete(b.ctx, "admin:test", b.ws, sid))
+				require.NoError(t, b.gw.Release(b.ctx, held)) // wakes the waiting run
+				r := b.waitStatus(t, sid, slot, store.RunSkipped)
+				require.Equal(t, ReasonScheduleDeleted, r.Reason)
+				require.Empty(t, a.received(), "nothing fires after a delete")
 			})
 
 			t.Run("RemovedWorkspaceStopsItsSchedules", func(t *testing.T) {
@@ -543,5 +629,17 @@ func TestEngine(t *testing.T) {
 				require.Len(t, a.received(), 150, "each slot delivered once")
 			})
 		})
+	}
+}
+
+// next receives from ch, failing the test after 10 s instead of hanging.
+func next(t *testing.T, ch <-chan string) string {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing arrived")
+		return ""
 	}
 }

@@ -124,9 +124,10 @@ func TestSpecNormalizeNamesTheField(t *testing.T) {
 		"dst_gap":        {Prompt: "p", DSTGap: "later"},
 		"overlap_policy": {Prompt: "p", OverlapPolicy: "sometimes"},
 		"catchup_policy": {Prompt: "p", CatchupPolicy: "all"},
+		"jitter":         {Prompt: "p", Jitter: Duration(time.Second)},
 		"timeout":        {Prompt: "p", Timeout: Duration(25 * time.Hour)},
 		"max_attempts":   {Prompt: "p", MaxAttempts: 11},
-		"busy_wait":      {Prompt: "p", BusyWait: Duration(-time.Second)},
+		"busy_wait":      {Prompt: "p", BusyWait: ptr(Duration(-time.Second))},
 	} {
 		err := spec.Normalize()
 		require.Error(t, err, field)
@@ -135,12 +136,25 @@ func TestSpecNormalizeNamesTheField(t *testing.T) {
 	s := Spec{Prompt: "p"}
 	require.NoError(t, s.Normalize())
 	require.Equal(t, Spec{Prompt: "p", DSTGap: "shift", DSTFold: "once", OverlapPolicy: "skip", CatchupPolicy: "latest",
-		BusyWait: Duration(DefaultBusyWait), Timeout: Duration(DefaultTimeout), MaxAttempts: 3}, s)
+		BusyWait: ptr(Duration(DefaultBusyWait)), Timeout: Duration(DefaultTimeout), MaxAttempts: 3}, s)
+	zero := Spec{Prompt: "p", BusyWait: ptr(Duration(0))}
+	require.NoError(t, zero.Normalize())
+	require.Equal(t, time.Duration(0), zero.BusyWaitOrDefault(), "no wait is a choice, kept")
+
+	_, _, err := DecodeInput([]byte(`{"name":"x","cron_expr":"* * * * *","prompt":"p","timeout":"0s"}`), nil)
+	require.ErrorContains(t, err, "timeout:")
+	_, _, err = DecodeInput([]byte(`{"max_attempts":0}`), nil)
+	require.ErrorContains(t, err, "max_attempts:")
+	in, _, err := DecodeInput([]byte(`{"enabled":null}`), nil)
+	require.NoError(t, err)
+	require.Nil(t, in.Enabled, "null is absent, not false")
 
 	bad := Spec{CronExpr: "61 * * * *", Prompt: "p"}
-	_, err := bad.Parse()
+	_, err = bad.Parse()
 	require.ErrorContains(t, err, "cron_expr: minute field")
 	bad = Spec{CronExpr: "* * * * *", Timezone: "Mars/Olympus", Prompt: "p"}
 	_, err = bad.Parse()
 	require.ErrorContains(t, err, "timezone")
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -33,6 +33,7 @@ func (e *Engine) execute(ctx context.Context, j *job) {
 	defer cancel()
 	e.mu.Lock()
 	e.running[j.run.ID] = cancel
+	delete(e.waitingIDs, j.run.ID)
 	e.mu.Unlock()
 	defer func() {
 		e.mu.Lock()
@@ -43,18 +44,32 @@ func (e *Engine) execute(ctx context.Context, j *job) {
 
 	wait := e.o.Clock.Since(j.waitFrom)
 	started := false
+	var skipped *store.ScheduleRun
 	err := e.commit.do(j.run.ScheduleID, func(ctx context.Context, tx store.Tx) error {
-		started = false
+		started, skipped = false, nil
 		r, err := tx.LockRun(ctx, j.run.ID)
 		if err != nil {
 			return err
 		}
-		if r.Status != store.RunPending {
-			return nil // cancelled meanwhile
+		if r.Status != store.RunPending || r.ClaimedBy != e.o.Holder {
+			return nil // cancelled meanwhile, or taken over by another replica
 		}
 		now, err := tx.Now(ctx)
 		if err != nil {
 			return err
+		}
+		// The schedule may have been deleted or paused while the run waited
+		// for capacity: nothing fires after a delete, nothing during a pause
+		// (a manual run was asked for explicitly and still runs when paused).
+		sc, err := tx.LockSchedule(ctx, r.ScheduleID)
+		if err != nil {
+			return err
+		}
+		if reason := stillWanted(sc, r); reason != "" {
+			r.Status, r.Reason, r.FinishedAt, r.LeaseExpiresAt = store.RunSkipped, reason, now, time.Time{}
+			r.WaitMS = wait.Milliseconds()
+			skipped = &r
+			return e.record(ctx, tx, r, now)
 		}
 		r.Status, r.Attempt, r.MessageID, r.WaitMS = store.RunRunning, 1, messageID(r.ID, 1), wait.Milliseconds()
 		r.ClaimedBy, r.LeaseExpiresAt = e.o.Holder, now.Add(RunLeaseTTL)
@@ -68,6 +83,9 @@ func (e *Engine) execute(ctx context.Context, j *job) {
 		e.o.Log.Warn("start run", "run_id", j.run.ID, "schedule_id", j.run.ScheduleID, "err", err)
 		e.handBack(j)
 		return
+	}
+	if skipped != nil {
+		e.observe(*skipped)
 	}
 	if !started {
 		return
@@ -193,8 +211,8 @@ func (e *Engine) finishSkipped(j *job, reason string) {
 		if err != nil {
 			return err
 		}
-		if Terminal(r.Status) {
-			return nil
+		if r.Status != store.RunPending || r.ClaimedBy != e.o.Holder {
+			return nil // settled, or taken over by another replica
 		}
 		now, err := tx.Now(ctx)
 		if err != nil {
@@ -340,10 +358,18 @@ func (e *Engine) leasePass(ctx context.Context) error {
 		return err
 	}
 	e.mu.Lock()
-	mine := len(e.running) + e.waitN
+	mine := make([]string, 0, len(e.running)+len(e.waitingIDs))
+	for id := range e.running {
+		mine = append(mine, id)
+	}
+	for id := range e.waitingIDs {
+		mine = append(mine, id)
+	}
 	e.mu.Unlock()
-	if mine > 0 { // an idle replica writes nothing
-		if _, err := e.o.Store.RenewRunLeases(ctx, e.o.Holder, now.Add(RunLeaseTTL)); err != nil {
+	// Only the runs this replica is working on: a run whose outcome could
+	// not be written must lapse so that a sweep settles it.
+	if len(mine) > 0 { // an idle replica writes nothing
+		if _, err := e.o.Store.RenewRunLeases(ctx, e.o.Holder, mine, now.Add(RunLeaseTTL)); err != nil {
 			return fmt.Errorf("renew run leases: %w", err)
 		}
 	}
@@ -352,8 +378,13 @@ func (e *Engine) leasePass(ctx context.Context) error {
 		return fmt.Errorf("expired runs: %w", err)
 	}
 	for _, x := range expired {
+		// One run that cannot be settled must not stop the others, nor
+		// (through the supervisor's backoff) the next renewal.
 		if err := e.sweep(ctx, x.ID); err != nil {
-			return fmt.Errorf("sweep run %s: %w", x.ID, err)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			e.o.Log.Warn("sweep run", "run_id", x.ID, "err", err)
 		}
 	}
 	// Runs cancelled through another replica.
@@ -421,4 +452,15 @@ func (e *Engine) sweep(ctx context.Context, runID string) error {
 		e.dispatch(ctx, j)
 	}
 	return err
+}
+
+// stillWanted says why a claimed run must not start any more ("" if it may).
+func stillWanted(sc store.Schedule, r store.ScheduleRun) string {
+	switch {
+	case !sc.DeletedAt.IsZero():
+		return ReasonScheduleDeleted
+	case !sc.Enabled && r.Trigger != store.TriggerManual:
+		return ReasonSchedulePaused
+	}
+	return ""
 }

@@ -76,7 +76,7 @@ func DecodeInput(body []byte, base *View) (Input, map[string]bool, error) {
 			return in, nil, fault.Invalid("name", "must be a string")
 		}
 	}
-	if v, ok := raw["enabled"]; ok {
+	if v, ok := raw["enabled"]; ok && string(v) != "null" {
 		var b bool
 		if err := json.Unmarshal(v, &b); err != nil {
 			return in, nil, fault.Invalid("enabled", "must be true or false")
@@ -104,6 +104,13 @@ func DecodeInput(body []byte, base *View) (Input, map[string]bool, error) {
 	specJSON, _ = json.Marshal(merged)
 	if err := json.Unmarshal(specJSON, &in.Spec); err != nil {
 		return in, nil, fault.Invalid("body", "%v", err)
+	}
+	// An explicit zero is a choice, never "use the default".
+	if changed["timeout"] && in.Spec.Timeout == 0 {
+		return in, nil, fault.Invalid("timeout", "must be between 1s and 24h")
+	}
+	if changed["max_attempts"] && in.Spec.MaxAttempts == 0 {
+		return in, nil, fault.Invalid("max_attempts", "must be between 1 and %d", MaxAttempts)
 	}
 	return in, changed, nil
 }

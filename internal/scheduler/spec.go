@@ -57,15 +57,17 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // Spec is a schedule's definition: what the operator set (SPEC §6.1–§6.3).
 // It is stored as JSON; the engine re-parses CronExpr with it.
 type Spec struct {
-	CronExpr       string    `json:"cron_expr"`
-	Timezone       string    `json:"timezone"`
-	Prompt         string    `json:"prompt"`
-	DSTGap         string    `json:"dst_gap"`
-	DSTFold        string    `json:"dst_fold"`
-	OverlapPolicy  string    `json:"overlap_policy"`
-	CatchupPolicy  string    `json:"catchup_policy"`
-	CatchupWindow  Duration  `json:"catchup_window,omitempty"` // 0: unlimited
-	BusyWait       Duration  `json:"busy_wait"`
+	CronExpr      string   `json:"cron_expr"`
+	Timezone      string   `json:"timezone"`
+	Prompt        string   `json:"prompt"`
+	DSTGap        string   `json:"dst_gap"`
+	DSTFold       string   `json:"dst_fold"`
+	OverlapPolicy string   `json:"overlap_policy"`
+	CatchupPolicy string   `json:"catchup_policy"`
+	CatchupWindow Duration `json:"catchup_window,omitempty"` // 0: unlimited
+	// BusyWait is nil until Normalize fills the default; "0s" (no wait) is
+	// a value an operator may choose.
+	BusyWait       *Duration `json:"busy_wait,omitempty"`
 	Timeout        Duration  `json:"timeout"`
 	MaxAttempts    int       `json:"max_attempts"`
 	Jitter         Duration  `json:"jitter"`
@@ -132,19 +134,20 @@ func (s *Spec) Normalize() error {
 	switch s.CatchupPolicy {
 	case CatchupLatest, CatchupNone:
 	case CatchupAll:
-		if s.OverlapPolicy == OverlapSkip {
-			return fault.Invalid("catchup_policy", `"all" with overlap_policy "skip" would record every caught-up slot but the first as skipped; choose an overlap policy that queues (buffer_all) or allows them (allow_all)`)
-		}
+		// It needs an overlap policy that queues or allows the caught-up
+		// slots, and those are not built yet.
+		return fault.Invalid("catchup_policy", `"all" is not supported yet (it needs overlap_policy buffer_all or allow_all, which are not supported yet either); use "latest" or "none"`)
 	default:
 		return fault.Invalid("catchup_policy", `must be one of "latest", "all", "none"`)
 	}
 	if s.CatchupWindow < 0 {
 		return fault.Invalid("catchup_window", "must not be negative")
 	}
-	if s.BusyWait == 0 {
-		s.BusyWait = Duration(DefaultBusyWait)
+	if s.BusyWait == nil {
+		d := Duration(DefaultBusyWait)
+		s.BusyWait = &d
 	}
-	if s.BusyWait < 0 || time.Duration(s.BusyWait) > MaxTimeout {
+	if *s.BusyWait < 0 || time.Duration(*s.BusyWait) > MaxTimeout {
 		return fault.Invalid("busy_wait", "must be between 0s and 24h")
 	}
 	if s.Timeout == 0 {
@@ -187,4 +190,12 @@ type State struct {
 	FailureCount        int64     `json:"failure_count"`
 	ConsecutiveFailures int64     `json:"consecutive_failures"`
 	EmptyStreak         int64     `json:"empty_streak"`
+}
+
+// BusyWaitOrDefault is how long a run may wait for capacity.
+func (s Spec) BusyWaitOrDefault() time.Duration {
+	if s.BusyWait == nil {
+		return DefaultBusyWait
+	}
+	return time.Duration(*s.BusyWait)
 }

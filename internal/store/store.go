@@ -126,8 +126,10 @@ type Store interface {
 	// ListRuns pages a schedule's history newest first.
 	ListRuns(ctx context.Context, f RunFilter) ([]ScheduleRun, error)
 	// RenewRunLeases moves the lease expiry of holder's pending and running
-	// runs to expiresAt.
-	RenewRunLeases(ctx context.Context, holder string, expiresAt time.Time) (int64, error)
+	// runs among ids (the runs this replica is actually working on) to
+	// expiresAt. A run whose outcome could not be written is not among them,
+	// so its lease lapses and another replica's sweep settles it.
+	RenewRunLeases(ctx context.Context, holder string, ids []string, expiresAt time.Time) (int64, error)
 	// ExpiredRuns lists pending or running runs whose lease expired at now.
 	ExpiredRuns(ctx context.Context, now time.Time, limit int) ([]ScheduleRun, error)
 	// SchedulerStats summarises the scheduler's state at now.

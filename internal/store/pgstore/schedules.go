@@ -134,10 +134,14 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Schedu
 		WHERE schedule_id = $1::uuid AND id < $2::uuid ORDER BY id DESC LIMIT $3`, f.ScheduleID, before, limit))
 }
 
-func (s *Store) RenewRunLeases(ctx context.Context, holder string, expiresAt time.Time) (int64, error) {
+func (s *Store) RenewRunLeases(ctx context.Context, holder string, ids []string, expiresAt time.Time) (int64, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
 	// SKIP LOCKED: a run being finished right now needs no renewal.
 	tag, err := s.pool.Exec(ctx, `UPDATE schedule_runs SET lease_expires_at = $1 WHERE id IN (
-		SELECT id FROM schedule_runs WHERE claimed_by = $2 AND status IN ('pending', 'running') FOR UPDATE SKIP LOCKED)`, expiresAt, holder)
+		SELECT id FROM schedule_runs WHERE id = ANY($3::uuid[]) AND claimed_by = $2 AND status IN ('pending', 'running')
+		FOR UPDATE SKIP LOCKED)`, expiresAt, holder, ids)
 	if err != nil {
 		return 0, fmt.Errorf("renew run leases: %w", mapErr(err))
 	}

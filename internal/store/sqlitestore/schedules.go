@@ -141,9 +141,17 @@ func collectRuns(rows *sql.Rows) ([]store.ScheduleRun, error) {
 	return out, mapErr(rows.Err())
 }
 
-func (s *Store) RenewRunLeases(ctx context.Context, holder string, expiresAt time.Time) (int64, error) {
+func (s *Store) RenewRunLeases(ctx context.Context, holder string, ids []string, expiresAt time.Time) (int64, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	arr, err := json.Marshal(ids)
+	if err != nil {
+		return 0, err
+	}
 	return s.writeExec(ctx, "renew run leases", `UPDATE schedule_runs SET lease_expires_at = ?
-		WHERE claimed_by = ? AND status IN ('pending', 'running')`, expiresAt.UnixMilli(), holder)
+		WHERE id IN (SELECT value FROM json_each(?)) AND claimed_by = ? AND status IN ('pending', 'running')`,
+		expiresAt.UnixMilli(), string(arr), holder)
 }
 
 func (s *Store) ExpiredRuns(ctx context.Context, now time.Time, limit int) ([]store.ScheduleRun, error) {

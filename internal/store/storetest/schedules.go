@@ -151,9 +151,12 @@ func runSchedules(t *testing.T, open Opener) {
 		}))
 
 		// Renewal moves r1's lease; an unrenewed one expires.
-		n, err := b.store.RenewRunLeases(b.ctx, "r1", now.Add(time.Minute))
+		n, err := b.store.RenewRunLeases(b.ctx, "r1", []string{run.ID, manual.ID, again.ID}, now.Add(time.Minute))
 		require.NoError(t, err)
-		require.EqualValues(t, 2, n)
+		require.EqualValues(t, 2, n, "only r1's runs among the ids (again was never inserted)")
+		n, err = b.store.RenewRunLeases(b.ctx, "r2", []string{run.ID}, now.Add(2*time.Minute))
+		require.NoError(t, err)
+		require.EqualValues(t, 0, n, "another holder renews nothing of r1's")
 		exp, err := b.store.ExpiredRuns(b.ctx, now.Add(time.Minute), 10)
 		require.NoError(t, err)
 		require.Len(t, exp, 2)
