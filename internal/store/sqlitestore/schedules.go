@@ -86,16 +86,7 @@ func (s *Store) ListSchedules(ctx context.Context, workspaceID string, limit int
 	if err != nil {
 		return nil, fmt.Errorf("list schedules: %w", mapErr(err))
 	}
-	defer rows.Close()
-	var out []store.Schedule
-	for rows.Next() {
-		sc, err := scanSchedule(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, sc)
-	}
-	return out, mapErr(rows.Err())
+	return collectSchedules(rows)
 }
 
 func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
@@ -126,6 +117,19 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Schedu
 		return nil, fmt.Errorf("list runs: %w", mapErr(err))
 	}
 	return collectRuns(rows)
+}
+
+func collectSchedules(rows *sql.Rows) ([]store.Schedule, error) {
+	defer rows.Close()
+	var out []store.Schedule
+	for rows.Next() {
+		sc, err := scanSchedule(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sc)
+	}
+	return out, mapErr(rows.Err())
 }
 
 func collectRuns(rows *sql.Rows) ([]store.ScheduleRun, error) {
@@ -202,16 +206,7 @@ func (t *tx) ClaimDueSchedules(ctx context.Context, now time.Time, limit int) ([
 	if err != nil {
 		return nil, fmt.Errorf("claim schedules: %w", mapErr(err))
 	}
-	defer rows.Close()
-	var out []store.Schedule
-	for rows.Next() {
-		sc, err := scanSchedule(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, sc)
-	}
-	return out, mapErr(rows.Err())
+	return collectSchedules(rows)
 }
 
 func (t *tx) InsertRun(ctx context.Context, r store.ScheduleRun) (bool, error) {
@@ -290,16 +285,7 @@ func (s *Store) ListAllSchedules(ctx context.Context, afterID string, limit int)
 	if err != nil {
 		return nil, fmt.Errorf("list schedules: %w", mapErr(err))
 	}
-	defer rows.Close()
-	var out []store.Schedule
-	for rows.Next() {
-		sc, err := scanSchedule(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, sc)
-	}
-	return out, mapErr(rows.Err())
+	return collectSchedules(rows)
 }
 
 func (t *tx) ActiveRunCounts(ctx context.Context, ids []string) (map[string]int, error) {
