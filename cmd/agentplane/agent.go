@@ -11,12 +11,12 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/agentplane/agentplane/internal/buildinfo"
+	"github.com/agentplane/agentplane/internal/config"
 	"github.com/agentplane/agentplane/pkg/agent"
 	"github.com/google/uuid"
 )
@@ -50,9 +50,9 @@ Example:
 
 // agentEnvName is the environment variable of an agent flag:
 // max-concurrent → AGENTPLANE_AGENT_MAX_CONCURRENT.
-func agentEnvName(flagName string) string {
-	return "AGENTPLANE_AGENT_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
+func agentEnvName(flagName string) string { return config.EnvNameWith(agentEnvPrefix, flagName) }
+
+const agentEnvPrefix = "AGENTPLANE_AGENT_"
 
 // agentFlags are the settings of the agent command.
 type agentFlags struct {
@@ -133,47 +133,11 @@ func registerAgentFlags(fs *flag.FlagSet) *agentFlags {
 // parseAgentFlags parses args, then fills every flag not given from its
 // AGENTPLANE_AGENT_* variable in env.
 func parseAgentFlags(fs *flag.FlagSet, args, env []string) error {
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (flags start with --; quote a --exec command with spaces)", fs.Arg(0))
-	}
-	vars := map[string]string{}
-	for _, kv := range env {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			vars[k] = v
-		}
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if err != nil || set[f.Name] {
-			return
-		}
-		if v, ok := vars[agentEnvName(f.Name)]; ok {
-			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("invalid %s (for --%s): %v", agentEnvName(f.Name), f.Name, e)
-			}
-		}
-	})
-	return err
+	return config.ParsePrefixed(fs, args, env, agentEnvPrefix, "quote a --exec command with spaces")
 }
 
 func agentUsage(w io.Writer, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "Usage: %s\n\n%s\n\nFlags (each also read from the environment variable shown; a flag given on the command line wins):\n", agentSynopsis, agentDescription)
-	var names []string
-	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
-	sort.Strings(names)
-	for _, n := range names {
-		f := fs.Lookup(n)
-		def := f.DefValue
-		if def == "" {
-			def = `""`
-		}
-		fmt.Fprintf(w, "  --%s  (%s, default %s)\n      %s\n", n, agentEnvName(n), def, f.Usage)
-	}
+	config.UsagePrefixed(w, fs, agentSynopsis, agentDescription, agentEnvPrefix)
 }
 
 // validate checks the flags; the error names each offending one.

@@ -50,9 +50,7 @@ type Config struct {
 
 // EnvName returns the environment variable for a flag: heartbeat-ttl →
 // AGENTPLANE_HEARTBEAT_TTL.
-func EnvName(flagName string) string {
-	return "AGENTPLANE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
+func EnvName(flagName string) string { return EnvNameWith(EnvPrefix, flagName) }
 
 // Scope chooses which flags a command takes.
 type Scope int
@@ -94,11 +92,31 @@ func Register(fs *flag.FlagSet, scope Scope) *Config {
 // Parse parses args into fs, filling every flag not given on the command line
 // from its AGENTPLANE_* variable in env (os.Environ() when env is nil).
 func Parse(fs *flag.FlagSet, args []string, env []string) error {
+	return ParsePrefixed(fs, args, env, EnvPrefix, "")
+}
+
+// EnvPrefix starts the environment variable of every server flag.
+const EnvPrefix = "AGENTPLANE_"
+
+// EnvNameWith is the environment variable of a flag under prefix:
+// heartbeat-ttl → <prefix>HEARTBEAT_TTL.
+func EnvNameWith(prefix, flagName string) string {
+	return prefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// ParsePrefixed is Parse for a command whose variables start with prefix
+// (the agent's are AGENTPLANE_AGENT_*). hint ends the stray-argument error.
+// Errors name the variable and the flag but never echo the value: it may be
+// a secret.
+func ParsePrefixed(fs *flag.FlagSet, args []string, env []string, prefix, hint string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (flags start with --; see --help)", fs.Arg(0))
+		if hint == "" {
+			hint = "see --help"
+		}
+		return fmt.Errorf("unexpected argument %q (flags start with --; %s)", fs.Arg(0), hint)
 	}
 	if env == nil {
 		env = os.Environ()
@@ -116,9 +134,10 @@ func Parse(fs *flag.FlagSet, args []string, env []string) error {
 		if err != nil || set[f.Name] {
 			return
 		}
-		if v, ok := vars[EnvName(f.Name)]; ok {
+		name := EnvNameWith(prefix, f.Name)
+		if v, ok := vars[name]; ok {
 			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("invalid %s=%q (for --%s): %v", EnvName(f.Name), v, f.Name, e)
+				err = fmt.Errorf("invalid %s (for --%s): %v", name, f.Name, e)
 			}
 		}
 	})
@@ -128,6 +147,11 @@ func Parse(fs *flag.FlagSet, args []string, env []string) error {
 // Usage writes a command's help: a description, then each flag with its
 // environment variable and default.
 func Usage(w io.Writer, fs *flag.FlagSet, synopsis, description string) {
+	UsagePrefixed(w, fs, synopsis, description, EnvPrefix)
+}
+
+// UsagePrefixed is Usage for a command whose variables start with prefix.
+func UsagePrefixed(w io.Writer, fs *flag.FlagSet, synopsis, description, prefix string) {
 	fmt.Fprintf(w, "Usage: %s\n\n%s\n\nFlags (each also read from the environment variable shown; a flag given on the command line wins):\n", synopsis, description)
 	var names []string
 	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
@@ -138,7 +162,7 @@ func Usage(w io.Writer, fs *flag.FlagSet, synopsis, description string) {
 		if def == "" {
 			def = `""`
 		}
-		fmt.Fprintf(w, "  --%s  (%s, default %s)\n      %s\n", n, EnvName(n), def, f.Usage)
+		fmt.Fprintf(w, "  --%s  (%s, default %s)\n      %s\n", n, EnvNameWith(prefix, n), def, f.Usage)
 	}
 }
 
