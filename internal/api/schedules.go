@@ -103,6 +103,31 @@ func scheduleIDs(r *http.Request) (string, string, error) {
 	return id, sid, err
 }
 
+// runIDs reads {id}, {sid} and {rid}.
+func runIDs(r *http.Request) (id, sid, rid string, err error) {
+	if id, sid, err = scheduleIDs(r); err != nil {
+		return "", "", "", err
+	}
+	rid, err = pathID(r, "rid")
+	return id, sid, rid, err
+}
+
+// scheduleAction reads {id} and {sid}, runs fn and answers the schedule it
+// returns: the shape of every handler that changes one schedule.
+func (s *Server) scheduleAction(w http.ResponseWriter, r *http.Request, fn func(id, sid string) (scheduler.View, error)) {
+	id, sid, err := scheduleIDs(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	v, err := fn(id, sid)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, toScheduleJSON(v))
+}
+
 func (s *Server) body(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.d.MaxBody))
 	if err != nil {
@@ -188,21 +213,13 @@ func (s *Server) getSchedule(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) patchSchedule(w http.ResponseWriter, r *http.Request) {
-	id, sid, err := scheduleIDs(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	b, ok := s.body(w, r)
 	if !ok {
 		return
 	}
-	v, err := s.d.Schedules.Patch(r.Context(), actor(r), id, sid, b)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusOK, toScheduleJSON(v))
+	s.scheduleAction(w, r, func(id, sid string) (scheduler.View, error) {
+		return s.d.Schedules.Patch(r.Context(), actor(r), id, sid, b)
+	})
 }
 
 func (s *Server) deleteSchedule(w http.ResponseWriter, r *http.Request) {
@@ -219,37 +236,21 @@ func (s *Server) deleteSchedule(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) pauseSchedule(w http.ResponseWriter, r *http.Request) {
-	id, sid, err := scheduleIDs(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	var body struct {
 		Note string `json:"note"`
 	}
 	if r.ContentLength != 0 && !s.decode(w, r, &body) {
 		return
 	}
-	v, err := s.d.Schedules.Pause(r.Context(), actor(r), id, sid, body.Note)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusOK, toScheduleJSON(v))
+	s.scheduleAction(w, r, func(id, sid string) (scheduler.View, error) {
+		return s.d.Schedules.Pause(r.Context(), actor(r), id, sid, body.Note)
+	})
 }
 
 func (s *Server) resumeSchedule(w http.ResponseWriter, r *http.Request) {
-	id, sid, err := scheduleIDs(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	v, err := s.d.Schedules.Resume(r.Context(), actor(r), id, sid)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusOK, toScheduleJSON(v))
+	s.scheduleAction(w, r, func(id, sid string) (scheduler.View, error) {
+		return s.d.Schedules.Resume(r.Context(), actor(r), id, sid)
+	})
 }
 
 func (s *Server) runSchedule(w http.ResponseWriter, r *http.Request) {
@@ -291,12 +292,7 @@ func (s *Server) scheduleHistory(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
-	id, sid, err := scheduleIDs(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	rid, err := pathID(r, "rid")
+	id, sid, rid, err := runIDs(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -312,12 +308,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
-	id, sid, err := scheduleIDs(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	rid, err := pathID(r, "rid")
+	id, sid, rid, err := runIDs(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
